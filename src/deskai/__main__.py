@@ -1,0 +1,3 @@
+from deskai.cli import main
+
+main()

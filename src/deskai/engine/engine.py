@@ -1,0 +1,218 @@
+"""The llama.cpp engine: requests in, a step loop on its own thread, deltas out.
+
+``add_request`` queues a prompt; a background thread repeats ``step()`` (schedule → one
+``llama_decode`` for every scheduled sequence → sample → postprocess) while there is work.
+``generate`` is the synchronous convenience the CLI uses; the server hands in a sink that
+forwards deltas to its event loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts
+from deskai.engine.request import Delta, DeltaSink, FinishReason, Request
+from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.scheduler import ScheduledEntry, Scheduler
+from deskai.errors import ContextLengthError, DeskaiError, EngineError
+
+_request_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How a model is loaded: context per slot, slots, threads, batch size, queue bound."""
+
+    context_length: int = 4096
+    parallel: int = 4
+    threads: int = 1
+    batch_tokens: int = 512
+    max_queue: int = 64
+
+
+class LlamaCppEngine:
+    """One loaded GGUF model serving many requests with continuous batching."""
+
+    def __init__(self, model_path: str | Path, options: EngineOptions) -> None:
+        self.options = options
+        self.runner = LlamaCppRunner(model_path, n_ctx_per_seq=options.context_length,
+                                     n_seq=options.parallel, n_threads=options.threads,
+                                     n_batch=options.batch_tokens)
+        self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue)
+        self._work = threading.Condition()
+        self._closing = False
+        self.last_used = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="deskai-engine", daemon=True)
+        self._thread.start()
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def facts(self) -> ModelFacts:
+        return self.runner.facts
+
+    @property
+    def context_length(self) -> int:
+        """Tokens one request may hold: its prompt plus its output."""
+        return self.runner.facts.n_ctx_per_seq
+
+    @property
+    def busy(self) -> bool:
+        with self._work:
+            return self.scheduler.has_work
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return self.runner.tokenize(text, add_special=add_special)
+
+    def token_text(self, token: int) -> str:
+        return self.runner.token_bytes(token, special=True).decode("utf-8", errors="replace")
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def add_request(self, prompt: str | list[int], params: SamplingParams, sink: DeltaSink, *,
+                    add_special: bool = True) -> Request:
+        """Queue a prompt; deltas go to ``sink`` from the engine thread."""
+        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) \
+            else list(prompt)
+        self._check_fits(tokens)
+        request = Request(request_id=f"req-{next(_request_ids)}", prompt_tokens=tokens,
+                          params=params, sink=sink, max_total_tokens=self.context_length)
+        with self._work:
+            if self._closing:
+                raise EngineError("the model is being unloaded")
+            self.scheduler.enqueue(request)
+            self.last_used = time.monotonic()
+            self._work.notify()
+        return request
+
+    def generate(self, prompt: str | list[int], params: SamplingParams, *,
+                 add_special: bool = True) -> Iterator[Delta]:
+        """Yield deltas until the request finishes; closing the iterator cancels it."""
+        deltas: queue.SimpleQueue[Delta] = queue.SimpleQueue()
+        request = self.add_request(prompt, params, deltas.put, add_special=add_special)
+        try:
+            while True:
+                delta = deltas.get()
+                yield delta
+                if delta.finish_reason is not None:
+                    return
+        finally:
+            request.cancel()
+
+    def _check_fits(self, tokens: list[int]) -> None:
+        if not tokens:
+            raise ContextLengthError("the prompt is empty", param="prompt")
+        if len(tokens) >= self.context_length:
+            raise ContextLengthError(
+                f"the prompt has {len(tokens)} tokens but this model's context holds "
+                f"{self.context_length} (prompt and answer together); shorten the prompt",
+                param="messages")
+
+    # -- the step loop --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._work:
+                while not self.scheduler.has_work and not self._closing:
+                    self._work.wait()
+                closing = self._closing
+            if closing:
+                self._cancel_everything()
+                return
+            self.step()
+
+    def step(self) -> None:
+        """Schedule → run one batch → sample → postprocess."""
+        for request in self._cancelled_requests():
+            self._finish(request, FinishReason.CANCELLED)
+        with self._work:
+            plan, admitted = self.scheduler.schedule()
+        for request in admitted:
+            request.sampler = self.runner.new_sampler(request.params)
+        if not plan:
+            return
+        try:
+            rows = self.runner.decode([scheduled.entry for scheduled in plan])
+        except DeskaiError as exc:
+            for scheduled in plan:
+                self._finish(scheduled.request, FinishReason.ERROR, error=str(exc))
+            return
+        self._postprocess(plan, iter(rows))
+        self.last_used = time.monotonic()
+
+    def _postprocess(self, plan: list[ScheduledEntry], rows: Iterator[int]) -> None:
+        for scheduled in plan:
+            request, entry = scheduled.request, scheduled.entry
+            if request.is_prefilled:
+                request.pending_token = None
+            else:
+                request.num_computed += len(entry.tokens)
+            if entry.wants_logits:
+                self._accept_token(request, self.runner.sample(request.sampler, next(rows)))
+
+    def _accept_token(self, request: Request, token: int) -> None:
+        if request.first_token_time is None:
+            request.first_token_time = time.monotonic()
+        if self.runner.is_end_of_generation(token):
+            self._finish(request, FinishReason.STOP, tail=request.detokenizer.flush())
+            return
+        request.output_tokens.append(token)
+        piece = request.detokenizer.push(self.runner.token_bytes(token))
+        if piece.stopped:
+            self._finish(request, FinishReason.STOP, tail=piece.text, last_token=token)
+        elif request.reached_length_limit:
+            tail = piece.text + request.detokenizer.flush()
+            self._finish(request, FinishReason.LENGTH, tail=tail, last_token=token)
+        else:
+            request.pending_token = token
+            request.sink(self._delta(request, piece.text, (token,), None))
+
+    def _finish(self, request: Request, reason: FinishReason, *, tail: str = "",
+                last_token: int | None = None, error: str | None = None) -> None:
+        with self._work:
+            self.scheduler.release(request)
+        if request.slot is not None:
+            self.runner.clear_sequence(request.slot)
+        if request.sampler is not None:
+            self.runner.free_sampler(request.sampler)
+            request.sampler = None
+        request.finish_reason = reason
+        ids = (last_token,) if last_token is not None else ()
+        request.sink(self._delta(request, tail, ids, reason, error))
+
+    @staticmethod
+    def _delta(request: Request, text: str, ids: tuple[int, ...],
+               reason: FinishReason | None, error: str | None = None) -> Delta:
+        return Delta(text=text, token_ids=ids, finish_reason=reason,
+                     prompt_tokens=request.num_prompt_tokens,
+                     completion_tokens=request.num_output_tokens,
+                     cached_tokens=request.num_cached, error=error)
+
+    def _cancelled_requests(self) -> list[Request]:
+        with self._work:
+            queued = (*self.scheduler.running, *self.scheduler.waiting)
+            return [request for request in queued if request.cancelled]
+
+    def _cancel_everything(self) -> None:
+        for request in (*self.scheduler.running, *self.scheduler.waiting):
+            request.cancel()
+        for request in self._cancelled_requests():
+            self._finish(request, FinishReason.CANCELLED)
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the step loop, cancel what is in flight, free llama.cpp's memory."""
+        with self._work:
+            if self._closing:
+                return
+            self._closing = True
+            self._work.notify_all()
+        self._thread.join(timeout=30)
+        self.runner.close()

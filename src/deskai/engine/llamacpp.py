@@ -1,0 +1,219 @@
+"""llama.cpp behind one small class: load a GGUF, run a batch, sample, free a sequence.
+
+This is the only module that touches llama-cpp-python's low-level (ctypes) bindings. It knows
+nothing about requests or scheduling: the engine tells it which tokens of which sequence to
+decode, and it returns sampled tokens. Failures of llama.cpp become ``deskai.errors`` here, in
+one place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as llama
+
+from deskai.engine.sampling_params import SamplingParams
+from deskai.errors import EngineError, InvalidModelFileError
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama.llama_log_set(_silent_log, ctypes.c_void_p())
+            llama.llama_backend_init()
+            _backend_ready = True
+
+
+@llama.llama_log_callback
+def _silent_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama.cpp logs every tensor at load; deskai logs what matters itself.
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """Tokens of one sequence to feed in this step, starting at ``start_pos``."""
+
+    seq_id: int
+    tokens: list[int]
+    start_pos: int
+    wants_logits: bool  # sample after the last token of this entry
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What the runner learned at load time."""
+
+    n_ctx_train: int
+    n_ctx_per_seq: int
+    n_seq: int
+    n_vocab: int
+    chat_template: str | None
+    bos_token_id: int
+    eos_token_id: int
+    add_bos: bool
+
+
+class LlamaCppRunner:
+    """One llama.cpp model and context with ``n_seq`` independent sequence slots."""
+
+    def __init__(self, model_path: str | Path, *, n_ctx_per_seq: int, n_seq: int,
+                 n_threads: int, n_batch: int = 512) -> None:
+        _init_backend()
+        self._model = self._load_model(Path(model_path))
+        try:
+            self._vocab = llama.llama_model_get_vocab(self._model)
+            n_ctx_train = llama.llama_model_n_ctx_train(self._model)
+            per_seq = min(n_ctx_per_seq, n_ctx_train) if n_ctx_train > 0 else n_ctx_per_seq
+            self._ctx = self._new_context(per_seq * n_seq, n_seq, n_threads, n_batch)
+        except BaseException:
+            llama.llama_model_free(self._model)
+            raise
+        self._memory = llama.llama_get_memory(self._ctx)
+        self.n_batch = n_batch
+        self._batch = llama.llama_batch_init(n_batch, 0, 1)
+        self.facts = ModelFacts(
+            n_ctx_train=n_ctx_train,
+            n_ctx_per_seq=llama.llama_n_ctx_seq(self._ctx),
+            n_seq=n_seq,
+            n_vocab=llama.llama_vocab_n_tokens(self._vocab),
+            chat_template=self._chat_template(),
+            bos_token_id=llama.llama_vocab_bos(self._vocab),
+            eos_token_id=llama.llama_vocab_eos(self._vocab),
+            add_bos=bool(llama.llama_vocab_get_add_bos(self._vocab)),
+        )
+        self._closed = False
+
+    # -- loading --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_model(path: Path) -> llama.llama_model_p:
+        params = llama.llama_model_default_params()
+        model = llama.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise InvalidModelFileError(f"llama.cpp could not load {path}")
+        return model
+
+    def _new_context(self, n_ctx: int, n_seq: int, n_threads: int,
+                     n_batch: int) -> llama.llama_context_p:
+        params = llama.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.kv_unified = False  # each slot owns n_ctx / n_seq: no slot can starve another
+        params.no_perf = True
+        ctx = llama.llama_init_from_model(self._model, params)
+        if not ctx:
+            raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens")
+        return ctx
+
+    def _chat_template(self) -> str | None:
+        raw = llama.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", errors="replace") if raw else None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        llama.llama_batch_free(self._batch)
+        llama.llama_free(self._ctx)
+        llama.llama_model_free(self._model)
+
+    # -- text -----------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (llama.llama_token * capacity)()
+        count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity,
+                                     add_special, parse_special)
+        if count < 0:
+            capacity = -count
+            buffer = (llama.llama_token * capacity)()
+            count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity,
+                                         add_special, parse_special)
+        if count < 0:
+            raise EngineError("tokenization failed")
+        return list(buffer[:count])
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = llama.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = llama.llama_token_to_piece(self._vocab, token, buffer, -size, 0, special)
+        return buffer.raw[:size]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama.llama_vocab_is_eog(self._vocab, token))
+
+    # -- running --------------------------------------------------------------------------------
+
+    def decode(self, entries: list[BatchEntry]) -> list[int]:
+        """Run one ``llama_decode`` over all entries; return batch indices of the logits rows.
+
+        The returned list holds, for each entry that wants logits, the index to sample from.
+        """
+        batch = self._batch
+        n = 0
+        rows: list[int] = []
+        for entry in entries:
+            for offset, token in enumerate(entry.tokens):
+                batch.token[n] = token
+                batch.pos[n] = entry.start_pos + offset
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = entry.seq_id
+                last = offset == len(entry.tokens) - 1
+                batch.logits[n] = entry.wants_logits and last
+                if entry.wants_logits and last:
+                    rows.append(n)
+                n += 1
+        if n > self.n_batch:
+            raise EngineError(f"batch of {n} tokens exceeds n_batch {self.n_batch}")
+        batch.n_tokens = n
+        status = llama.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+        return rows
+
+    def new_sampler(self, params: SamplingParams) -> llama.llama_sampler_p:
+        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        if params.repeat_penalty != 1.0:
+            llama.llama_sampler_chain_add(
+                chain, llama.llama_sampler_init_penalties(64, params.repeat_penalty, 0.0, 0.0))
+        if params.greedy:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
+            return chain
+        if params.top_k > 0:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(params.top_k))
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_min_p(params.min_p, 1))
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else llama.LLAMA_DEFAULT_SEED
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed))
+        return chain
+
+    def sample(self, sampler: llama.llama_sampler_p, row: int) -> int:
+        """Sample from the logits at batch index ``row`` (and let the sampler see the token)."""
+        return int(llama.llama_sampler_sample(sampler, self._ctx, row))
+
+    @staticmethod
+    def free_sampler(sampler: llama.llama_sampler_p) -> None:
+        llama.llama_sampler_free(sampler)
+
+    def clear_sequence(self, seq_id: int) -> None:
+        llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)

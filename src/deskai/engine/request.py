@@ -1,0 +1,99 @@
+"""One generation request as the engine tracks it, and what it streams back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any
+
+from deskai.engine.detokenizer import IncrementalDetokenizer
+from deskai.engine.sampling_params import SamplingParams
+
+
+class RequestStatus(Enum):
+    WAITING = auto()   # queued, no slot yet
+    RUNNING = auto()   # holds a slot: prefilling or decoding
+    FINISHED = auto()
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"          # end-of-generation token or a stop string
+    LENGTH = "length"      # max_tokens reached or the context is full
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of one request's output; the last one has ``finish_reason`` set."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    error: str | None = None
+
+
+DeltaSink = Callable[[Delta], None]
+"""Receives deltas on the engine thread; must not block (hand over to a queue)."""
+
+
+@dataclass(eq=False)
+class Request:
+    """A prompt being completed: its tokens, its slot, its progress and its output."""
+
+    request_id: str
+    prompt_tokens: list[int]
+    params: SamplingParams
+    sink: DeltaSink
+    max_total_tokens: int  # the slot's context: prompt + output may not exceed it
+    status: RequestStatus = RequestStatus.WAITING
+    slot: int | None = None
+    num_computed: int = 0       # prompt tokens already in the KV cache
+    num_cached: int = 0         # of those, how many were reused from an earlier request
+    output_tokens: list[int] = field(default_factory=list)
+    pending_token: int | None = None  # sampled, not yet fed back through the model
+    sampler: Any = None
+    detokenizer: IncrementalDetokenizer = field(init=False)
+    cancelled: bool = False
+    finish_reason: FinishReason | None = None
+    arrival_time: float = field(default_factory=time.monotonic)
+    first_token_time: float | None = None
+
+    def __post_init__(self) -> None:
+        self.detokenizer = IncrementalDetokenizer(stop=list(self.params.stop))
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prompt_tokens)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.output_tokens)
+
+    @property
+    def is_prefilled(self) -> bool:
+        return self.num_computed >= self.num_prompt_tokens
+
+    @property
+    def remaining_prompt(self) -> int:
+        return self.num_prompt_tokens - self.num_computed
+
+    @property
+    def position(self) -> int:
+        """Position of the next token to feed through the model."""
+        return self.num_prompt_tokens + max(self.num_output_tokens - 1, 0)
+
+    @property
+    def reached_length_limit(self) -> bool:
+        at_max = (self.params.max_tokens is not None
+                  and self.num_output_tokens >= self.params.max_tokens)
+        return at_max or self.num_prompt_tokens + self.num_output_tokens >= self.max_total_tokens
+
+    def cancel(self) -> None:
+        """Ask the engine to stop this request; it frees the slot at the next step."""
+        self.cancelled = True

@@ -1,0 +1,109 @@
+"""Every error deskai raises on purpose.
+
+The tree::
+
+    DeskaiError                      anything deskai refuses or cannot do
+    ├── InvalidInputError            bad user input (400 / exit 2)
+    │   ├── InvalidModelNameError    a model name that could escape the store
+    │   ├── InvalidModelFileError    a file that is not, or no longer, a valid GGUF
+    │   └── ContextLengthError       a prompt longer than the model's context
+    ├── NotFoundError (KeyError)     a lookup that found nothing (404 / exit 2)
+    │   └── ModelNotFoundError       no model of that name in the store
+    ├── AuthenticationError          missing or wrong API key (401)
+    ├── OverloadedError              the queue is full; try again later (503)
+    └── EngineError                  the inference engine failed (500)
+
+The server maps these to HTTP statuses in ``deskai.server.errors`` and the CLI maps them to a
+one-line message and exit status 2 in ``deskai.cli``; nothing else needs to know the mapping.
+"""
+
+from __future__ import annotations
+
+
+class DeskaiError(Exception):
+    """Base of every error deskai raises on purpose.
+
+    ``param`` names the request field at fault, when there is one (OpenAI's error ``param``).
+    """
+
+    http_status: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInputError(DeskaiError):
+    """The caller gave something deskai cannot accept."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidModelNameError(InvalidInputError):
+    """A model name that is empty, malformed, or could escape the store directory."""
+
+    code = "invalid_model_name"
+
+
+class InvalidModelFileError(InvalidInputError):
+    """A file that is not GGUF, is truncated, or is corrupt."""
+
+    code = "invalid_model_file"
+
+
+class ContextLengthError(InvalidInputError):
+    """A prompt (plus the room asked for generation) longer than the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class NotFoundError(DeskaiError, KeyError):
+    """A lookup that found nothing."""
+
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.message
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model of that name is in the store."""
+
+    code = "model_not_found"
+
+
+class AuthenticationError(DeskaiError):
+    """A request without the right API key."""
+
+    http_status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class OverloadedError(DeskaiError):
+    """The server's queue is full; the caller should retry after ``retry_after`` seconds."""
+
+    http_status = 503
+    error_type = "server_overloaded"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineError(DeskaiError):
+    """The inference engine failed in a way the caller could not have prevented."""
+
+    http_status = 500
+    error_type = "server_error"
+    code = "engine_error"

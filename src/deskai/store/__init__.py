@@ -1,0 +1,23 @@
+"""Model store: names, content-addressed blobs, manifests, GGUF headers, the bundled model."""
+
+from __future__ import annotations
+
+from deskai.store.bundled import BUNDLED_MODEL, ensure_bundled_model, resolve_model_path
+from deskai.store.gguf_info import GGUFInfo, read_gguf_info, read_gguf_metadata
+from deskai.store.names import ModelName, parse_model_name
+from deskai.store.store import MODEL_MEDIA_TYPE, Layer, Manifest, Store
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "MODEL_MEDIA_TYPE",
+    "GGUFInfo",
+    "Layer",
+    "Manifest",
+    "ModelName",
+    "Store",
+    "ensure_bundled_model",
+    "parse_model_name",
+    "read_gguf_info",
+    "read_gguf_metadata",
+    "resolve_model_path",
+]

@@ -1,0 +1,235 @@
+"""The offline model store: content-addressed blobs plus one JSON manifest per model name.
+
+Layout under ``$DESKAI_HOME`` (default ``~/.deskai``)::
+
+    blobs/sha256-<hex>          file contents, named by their sha256
+    manifests/<name>.json       one per model, ``user%2Fmodel%3Atag.json`` for ``user/model:tag``
+    tmp/<pid>-<rand>.partial    writes in progress; swept when their writer is dead
+
+A model is listed only once its manifest exists, and a manifest is written only after its blob
+is complete, fsynced and renamed into place; so an import killed at any moment leaves nothing
+half-listed, and running it again simply succeeds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from deskai import config
+from deskai.errors import InvalidModelFileError, ModelNotFoundError
+from deskai.store.atomic import (
+    atomic_write_bytes,
+    fsync_file,
+    publish,
+    removing_on_error,
+    sweep,
+    temp_path,
+)
+from deskai.store.gguf_info import GGUFInfo, read_gguf_info
+from deskai.store.names import ModelName, parse_model_name
+
+MODEL_MEDIA_TYPE = "application/vnd.deskai.model.gguf"
+MANIFEST_SCHEMA = 1
+_CHUNK = 4 * 1024 * 1024
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of bytes just processed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One blob a model is made of (the GGUF weights; adapters later)."""
+
+    media_type: str
+    digest: str  # "sha256:<hex>"
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What the store knows about one model name."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    created_at: str
+    source: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = MANIFEST_SCHEMA
+
+    @property
+    def model_layer(self) -> Layer:
+        return next(layer for layer in self.layers if layer.media_type == MODEL_MEDIA_TYPE)
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["layers"] = [asdict(layer) for layer in self.layers]
+        return json.dumps(data, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        data = json.loads(raw)
+        data["layers"] = tuple(Layer(**layer) for layer in data["layers"])
+        return cls(**data)
+
+
+class Store:
+    """Models on disk under one root; every write atomic, every name validated."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else config.home()
+        self.blobs_dir = self.root / "blobs"
+        self.manifests_dir = self.root / "manifests"
+        self.tmp_dir = self.root / "tmp"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list(self) -> list[Manifest]:
+        """Every complete model, sorted by name."""
+        if not self.manifests_dir.is_dir():
+            return []
+        manifests = [Manifest.from_json(path.read_bytes())
+                     for path in sorted(self.manifests_dir.glob("*.json"))]
+        return sorted(manifests, key=lambda m: m.name)
+
+    def get(self, name: str) -> Manifest:
+        """The manifest of ``name``; ``ModelNotFoundError`` (with suggestions) if absent."""
+        model_name = parse_model_name(name)
+        path = self.manifests_dir / model_name.filename
+        try:
+            return Manifest.from_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ModelNotFoundError(self._not_found_message(model_name), param="model") from None
+
+    def exists(self, name: str) -> bool:
+        return (self.manifests_dir / parse_model_name(name).filename).is_file()
+
+    def resolve(self, name: str) -> Path:
+        """The GGUF file that ``name`` refers to."""
+        return self.blob_path(self.get(name).model_layer.digest)
+
+    def blob_path(self, digest: str) -> Path:
+        algorithm, _, hexdigest = digest.partition(":")
+        if algorithm != "sha256" or len(hexdigest) != 64 or not _is_hex(hexdigest):
+            raise InvalidModelFileError(f"malformed blob digest {digest!r}")
+        return self.blobs_dir / f"sha256-{hexdigest}"
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def import_gguf(self, source: str | os.PathLike[str], name: str, *,
+                    progress: ProgressCallback | None = None) -> Manifest:
+        """Validate a GGUF file, copy it into the blobs by digest, then list it as ``name``."""
+        model_name = parse_model_name(name)
+        source_path = Path(source)
+        info = read_gguf_info(source_path)
+        self.sweep()
+        digest = self._copy_into_blobs(source_path, progress)
+        return self._write_model_manifest(model_name, digest, info, source=str(source_path))
+
+    def adopt_blob(self, tmp_file: Path, sha256_hex: str, name: str, *, source: str) -> Manifest:
+        """List a file already written into ``tmp_dir`` (and verified) as ``name``, no copy."""
+        model_name = parse_model_name(name)
+        with removing_on_error(tmp_file):
+            info = read_gguf_info(tmp_file)
+            fsync_file(tmp_file)
+            digest = f"sha256:{sha256_hex}"
+            publish(tmp_file, self.blob_path(digest))
+        return self._write_model_manifest(model_name, digest, info, source=source)
+
+    def copy(self, source: str, destination: str) -> Manifest:
+        """Give an existing model a second name (blobs are shared)."""
+        manifest = self.get(source)
+        target = parse_model_name(destination)
+        copied = Manifest(name=str(target), layers=manifest.layers,
+                          created_at=_now(), source=manifest.name, details=manifest.details)
+        self._write_manifest(target, copied)
+        return copied
+
+    def remove(self, name: str) -> Manifest:
+        """Unlist ``name`` and delete the blobs no other model uses."""
+        manifest = self.get(name)
+        (self.manifests_dir / parse_model_name(name).filename).unlink()
+        self.collect_garbage()
+        return manifest
+
+    def collect_garbage(self) -> list[Path]:
+        """Delete blobs no manifest refers to (left by a kill between blob and manifest)."""
+        wanted = {self.blob_path(layer.digest) for m in self.list() for layer in m.layers}
+        removed = []
+        for blob in self.blobs_dir.glob("sha256-*") if self.blobs_dir.is_dir() else []:
+            if blob not in wanted:
+                blob.unlink(missing_ok=True)
+                removed.append(blob)
+        return removed
+
+    def sweep(self) -> int:
+        """Delete temp files whose writer died; cheap enough to call before every write."""
+        return sweep(self.tmp_dir)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _copy_into_blobs(self, source: Path, progress: ProgressCallback | None) -> str:
+        tmp = temp_path(self.tmp_dir, hint="-blob")
+        hasher = hashlib.sha256()
+        with removing_on_error(tmp):
+            with source.open("rb") as src, tmp.open("wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    hasher.update(chunk)
+                    dst.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+                dst.flush()
+                os.fsync(dst.fileno())
+            digest = f"sha256:{hasher.hexdigest()}"
+            final = self.blob_path(digest)
+            if final.exists():
+                tmp.unlink()
+            else:
+                publish(tmp, final)
+        return digest
+
+    def _write_model_manifest(self, name: ModelName, digest: str, info: GGUFInfo, *,
+                              source: str) -> Manifest:
+        layer = Layer(MODEL_MEDIA_TYPE, digest, info.file_size)
+        details = {
+            "format": "gguf",
+            "architecture": info.architecture,
+            "parameter_count": info.parameter_count,
+            "quantization": info.quantization,
+            "context_length": info.context_length,
+            "has_chat_template": info.has_chat_template,
+        }
+        manifest = Manifest(name=str(name), layers=(layer,), created_at=_now(), source=source,
+                            details=details)
+        self._write_manifest(name, manifest)
+        return manifest
+
+    def _write_manifest(self, name: ModelName, manifest: Manifest) -> None:
+        atomic_write_bytes(self.manifests_dir / name.filename, manifest.to_json(), self.tmp_dir)
+
+    def _not_found_message(self, name: ModelName) -> str:
+        known = [m.name for m in self.list()]
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else (
+            "; `deskai list` shows the models you have" if known else
+            "; the store is empty: `deskai import FILE.gguf NAME` adds one")
+        return f"model {str(name)!r} not found{hint}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_hex(text: str) -> bool:
+    return all(ch in "0123456789abcdef" for ch in text)
