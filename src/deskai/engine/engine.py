@@ -20,7 +20,7 @@ from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts
 from deskai.engine.request import Delta, DeltaSink, FinishReason, Request
 from deskai.engine.sampling_params import SamplingParams
 from deskai.engine.scheduler import ScheduledEntry, Scheduler
-from deskai.errors import ContextLengthError, DeskaiError, EngineError
+from deskai.errors import ContextLengthError, DeskaiError, EngineError, InvalidInputError
 
 _request_ids = itertools.count(1)
 
@@ -107,12 +107,15 @@ class LlamaCppEngine:
 
     def _check_fits(self, tokens: list[int]) -> None:
         if not tokens:
-            raise ContextLengthError("the prompt is empty", param="prompt")
+            raise InvalidInputError("the prompt is empty", param="prompt")
+        n_vocab = self.facts.n_vocab
+        if any(not 0 <= token < n_vocab for token in tokens):
+            raise InvalidInputError(f"token ids must be between 0 and {n_vocab - 1}",
+                                    param="prompt")
         if len(tokens) >= self.context_length:
             raise ContextLengthError(
                 f"the prompt has {len(tokens)} tokens but this model's context holds "
-                f"{self.context_length} (prompt and answer together); shorten the prompt",
-                param="messages")
+                f"{self.context_length} (prompt and answer together); shorten the prompt")
 
     # -- the step loop --------------------------------------------------------------------------
 

@@ -1,0 +1,11 @@
+"""deskai's command line: one verb per user task, each a thin call into the library.
+
+Each module below registers its verbs on the shared ``app``; importing them is what adds them.
+"""
+
+from __future__ import annotations
+
+from deskai.cli import models, serving  # noqa: F401  (importing registers the verbs)
+from deskai.cli._app import app, main, run_app
+
+__all__ = ["app", "main", "run_app"]

@@ -1,0 +1,84 @@
+"""Where ``deskai run`` gets its tokens: a running server if there is one, else in-process.
+
+Both backends offer the same two calls (complete a prompt, continue a chat) as iterators of
+text; closing an iterator early (Ctrl-C) cancels the generation on either side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from deskai.client import ServerClient
+from deskai.engine.engine import EngineOptions
+from deskai.engine.manager import ModelManager
+from deskai.engine.sampling_params import SamplingParams
+from deskai.store import Store
+
+
+class TextBackend(Protocol):
+    def complete(self, prompt: str, params: SamplingParams) -> Iterator[str]: ...
+
+    def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class ServerBackend:
+    """Talks to ``deskai serve`` through its OpenAI API."""
+
+    def __init__(self, client: ServerClient, model: str) -> None:
+        self.client = client
+        self.model = model
+
+    def complete(self, prompt: str, params: SamplingParams) -> Iterator[str]:
+        return self.client.stream_completion(self.model, prompt, **_wire_params(params))
+
+    def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[str]:
+        return self.client.stream_chat(self.model, messages, **_wire_params(params))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class LocalBackend:
+    """Loads the model in this process."""
+
+    def __init__(self, model: str, options: EngineOptions) -> None:
+        self.manager = ModelManager(Store(), options, keep_alive=-1)
+        self.loaded = self.manager.get(model)
+
+    def complete(self, prompt: str, params: SamplingParams) -> Iterator[str]:
+        for delta in self.loaded.engine.generate(prompt, params):
+            yield delta.text
+
+    def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[str]:
+        rendered = self.loaded.template.render(messages)
+        params.stop = [*params.stop, *rendered.stop]
+        for delta in self.loaded.engine.generate(rendered.text, params,
+                                                 add_special=rendered.add_special):
+            yield delta.text
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _wire_params(params: SamplingParams) -> dict[str, Any]:
+    wire: dict[str, Any] = {"max_tokens": params.max_tokens, "temperature": params.temperature,
+                            "top_p": params.top_p}
+    if params.seed is not None:
+        wire["seed"] = params.seed
+    if params.stop:
+        wire["stop"] = params.stop
+    return wire
+
+
+def open_backend(model: str, options: EngineOptions, *, url: str | None,
+                 local: bool) -> TextBackend:
+    """The running server at ``url`` when it answers (and ``local`` is off), else in-process."""
+    if not local:
+        client = ServerClient(url)
+        if client.is_up():
+            return ServerBackend(client, model)
+        client.close()
+    return LocalBackend(model, options)

@@ -1,0 +1,133 @@
+"""Verbs that run models: ``serve`` (the HTTP API) and ``run`` (a prompt or a chat)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import typer
+
+from deskai import config
+from deskai.cli._app import app, console, err_console
+from deskai.cli.chat import TextBackend, open_backend
+from deskai.engine.engine import EngineOptions
+from deskai.engine.sampling_params import SamplingParams
+from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model
+
+_THREADS_HELP = "CPU threads for inference (default: every core; $DESKAI_THREADS)."
+_CONTEXT_HELP = "Context length per request, in tokens ($DESKAI_CONTEXT)."
+
+
+def engine_options(threads: int | None, context: int | None, parallel: int) -> EngineOptions:
+    return EngineOptions(context_length=context or config.context_length(),
+                         parallel=parallel, threads=threads or config.threads())
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default 127.0.0.1; $DESKAI_HOST)."),
+    port: int = typer.Option(None, help="Port (default 3375; $DESKAI_PORT)."),
+    threads: int = typer.Option(None, "--threads", "-t", help=_THREADS_HELP),
+    context: int = typer.Option(None, "--context", "-c", help=_CONTEXT_HELP),
+    parallel: int = typer.Option(4, "--parallel", "-np", min=1, max=256,
+                                 help="Requests decoded together (sequence slots)."),
+    keep_alive: float = typer.Option(None, "--keep-alive",
+                                     help="Seconds an idle model stays loaded; <0 forever."),
+    log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
+) -> None:
+    """Serve the store's models through the OpenAI API."""
+    import uvicorn
+
+    from deskai.engine.manager import ModelManager
+    from deskai.server.app import create_app
+
+    _configure_logging(log_level)
+    store = Store()
+    ensure_bundled_model(store)
+    options = engine_options(threads, context, parallel)
+    manager = ModelManager(store, options, keep_alive=_keep_alive(keep_alive))
+    bind_host, bind_port = host or config.host(), port or config.port()
+    console.print(f"deskai serving on http://{bind_host}:{bind_port} — "
+                  f"{len(store.list())} models in {store.root}, {options.parallel} slots of "
+                  f"{options.context_length} tokens, {options.threads} threads")
+    try:
+        uvicorn.run(create_app(manager, store), host=bind_host, port=bind_port,
+                    log_level=log_level, access_log=False, log_config=None)
+    finally:
+        manager.close()
+
+
+@app.command("run")
+def run(
+    model: str = typer.Argument(None, help=f"Model name (default {BUNDLED_MODEL})."),
+    prompt: str = typer.Argument(None, help="Complete this text and exit; omit to chat."),
+    max_tokens: int = typer.Option(None, "--max-tokens", "-n",
+                                   help="Most tokens to generate (default 128 for a prompt)."),
+    temperature: float = typer.Option(0.0, "--temperature",
+                                      help="0 is greedy (repeatable); higher is more varied."),
+    seed: int = typer.Option(None, help="Seed for sampling."),
+    threads: int = typer.Option(None, "--threads", "-t", help=_THREADS_HELP),
+    context: int = typer.Option(None, "--context", "-c", help=_CONTEXT_HELP),
+    url: str = typer.Option(None, help="Server to use (default http://127.0.0.1:3375)."),
+    local: bool = typer.Option(False, "--local", help="Never use a running server."),
+) -> None:
+    """Complete PROMPT (streamed to stdout), or chat with MODEL when no prompt is given."""
+    model = model or config.default_model()
+    backend = open_backend(model, engine_options(threads, context, 1), url=url, local=local)
+    try:
+        if prompt is not None:
+            params = SamplingParams(max_tokens=max_tokens or 128, temperature=temperature,
+                                    seed=seed)
+            _print_stream(backend.complete(prompt, params))
+            sys.stdout.write("\n")
+        else:
+            _chat_loop(backend, max_tokens, temperature, seed)
+    finally:
+        backend.close()
+
+
+def _chat_loop(backend: TextBackend, max_tokens: int | None, temperature: float,
+               seed: int | None) -> None:
+    err_console.print("chatting — Ctrl-C stops an answer, Ctrl-D quits", style="dim")
+    history: list[dict[str, Any]] = []
+    while True:
+        try:
+            text = input(">>> ")
+        except EOFError:
+            sys.stdout.write("\n")
+            return
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            continue
+        if not text.strip():
+            continue
+        history.append({"role": "user", "content": text})
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        answer = _print_stream(backend.chat(history, params))
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": answer.strip()})
+
+
+def _print_stream(pieces: Any) -> str:
+    """Write text as it arrives; Ctrl-C stops this answer (the generation is cancelled)."""
+    written: list[str] = []
+    try:
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            written.append(piece)
+    except KeyboardInterrupt:
+        sys.stdout.write(" [stopped]")
+    finally:
+        pieces.close()
+    return "".join(written)
+
+
+def _keep_alive(value: float | None) -> float:
+    return config.keep_alive_seconds() if value is None else value
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")

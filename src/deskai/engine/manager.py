@@ -1,0 +1,147 @@
+"""Which models are loaded: load on first use, unload after an idle keep-alive (like Ollama).
+
+The server and ``deskai run`` ask the manager for a model by name; it resolves the name in the
+store, loads the engine once (concurrent callers wait for the same load), and a reaper thread
+unloads engines that have been idle longer than their keep-alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from deskai.engine.chat_template import ChatTemplate
+from deskai.engine.engine import EngineOptions, LlamaCppEngine
+from deskai.store import Manifest, Store, parse_model_name, resolve_model_path
+
+EngineFactory = Callable[[str, EngineOptions], LlamaCppEngine]
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model in memory: its engine, its chat format, and when it may be unloaded."""
+
+    name: str
+    manifest: Manifest
+    engine: LlamaCppEngine
+    template: ChatTemplate
+    keep_alive: float
+    loaded_at: float = field(default_factory=time.time)
+    users: int = 0  # callers between ``ModelManager.use`` enter and exit
+
+    @property
+    def expires_at(self) -> float | None:
+        """Monotonic time after which an idle model is unloaded; None means never."""
+        if self.keep_alive < 0:
+            return None
+        return self.engine.last_used + self.keep_alive
+
+    def touch(self, keep_alive: float | None = None) -> None:
+        if keep_alive is not None:
+            self.keep_alive = keep_alive
+        self.engine.last_used = time.monotonic()
+
+
+class ModelManager:
+    """Loads models from the store on demand and unloads idle ones."""
+
+    def __init__(self, store: Store, options: EngineOptions, *, keep_alive: float,
+                 factory: EngineFactory = LlamaCppEngine, reap_interval: float = 1.0) -> None:
+        self.store = store
+        self.options = options
+        self.keep_alive = keep_alive
+        self._factory = factory
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, args=(reap_interval,),
+                                        name="deskai-keepalive", daemon=True)
+        self._reaper.start()
+
+    def get(self, name: str, *, keep_alive: float | None = None) -> LoadedModel:
+        """The loaded model ``name``, loading it first if needed."""
+        return self.acquire(name, keep_alive, hold=False)
+
+    @contextlib.contextmanager
+    def use(self, name: str, *, keep_alive: float | None = None) -> Iterator[LoadedModel]:
+        """Hold ``name`` loaded for the duration of the block (the reaper skips it)."""
+        loaded = self.acquire(name, keep_alive)
+        try:
+            yield loaded
+        finally:
+            self.release(loaded)
+
+    def acquire(self, name: str, keep_alive: float | None = None, *,
+                hold: bool = True) -> LoadedModel:
+        """Load ``name`` if needed; with ``hold``, keep it loaded until ``release``."""
+        key = str(parse_model_name(name))
+        with self._lock:
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:
+            with self._lock:
+                loaded = self._loaded.get(key)
+            if loaded is None:
+                loaded = self._load(key)
+            with self._lock:
+                self._loaded[key] = loaded
+                loaded.users += 1 if hold else 0
+                loaded.touch(keep_alive)
+        return loaded
+
+    def hold(self, loaded: LoadedModel) -> None:
+        """One more user of an already acquired model (paired with ``release``)."""
+        with self._lock:
+            loaded.users += 1
+
+    def release(self, loaded: LoadedModel) -> None:
+        with self._lock:
+            loaded.users -= 1
+        loaded.touch()
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._loaded.values())
+
+    def unload(self, name: str) -> bool:
+        key = str(parse_model_name(name))
+        with self._lock:
+            loaded = self._loaded.pop(key, None)
+        if loaded is not None:
+            loaded.engine.close()
+        return loaded is not None
+
+    def close(self) -> None:
+        self._stop.set()
+        for loaded in self.loaded():
+            self.unload(loaded.name)
+
+    def _load(self, key: str) -> LoadedModel:
+        path = resolve_model_path(self.store, key)
+        manifest = self.store.get(key)
+        engine = self._factory(str(path), self.options)
+        facts = engine.facts
+        template = ChatTemplate(facts.chat_template,
+                                bos_token=engine.token_text(facts.bos_token_id),
+                                eos_token=engine.token_text(facts.eos_token_id))
+        return LoadedModel(key, manifest, engine, template, self.keep_alive)
+
+    def _reap_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.reap()
+
+    def reap(self) -> list[str]:
+        """Unload every idle model past its keep-alive; return their names."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [m for m in self._loaded.values()
+                       if m.expires_at is not None and now >= m.expires_at
+                       and m.users == 0 and not m.engine.busy]
+            for model in expired:
+                del self._loaded[model.name]
+        for model in expired:
+            model.engine.close()
+        return [model.name for model in expired]

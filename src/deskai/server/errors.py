@@ -1,0 +1,86 @@
+"""One place that turns any failure into OpenAI's error shape and the right HTTP status.
+
+``{"error": {"message", "type", "param", "code"}}`` — for deskai's own errors, for request
+validation (400, not FastAPI's 422), for unknown routes, and, as a last resort, for bugs (500
+with no traceback in the body; the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deskai.errors import DeskaiError, OverloadedError
+
+log = logging.getLogger("deskai.server")
+
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(message: str, error_type: str, *, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, *, error_type: str | None = None,
+                   param: str | None = None, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    kind = error_type or _STATUS_TYPES.get(status, "server_error")
+    return JSONResponse(error_body(message, kind, param=param, code=code), status_code=status,
+                        headers=headers)
+
+
+def from_deskai_error(exc: DeskaiError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, OverloadedError) else None
+    return error_response(exc.http_status, exc.message, error_type=exc.error_type,
+                          param=exc.param, code=exc.code, headers=headers)
+
+
+def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:
+    """The first validation problem as one sentence, and the field it is about."""
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    message = str(first.get("msg", "invalid request"))
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    if first.get("type") == "model_attributes_type" and not param:
+        return "the request body must be a JSON object", None
+    if first.get("type") == "missing":
+        return f"missing required parameter {param!r}", param
+    return (f"invalid value for {param!r}: {message}" if param else message), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DeskaiError)
+    async def _deskai(_: Request, exc: DeskaiError) -> JSONResponse:
+        return from_deskai_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = describe_validation_error(exc)
+        return error_response(400, message, param=param, code="invalid_parameter")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return error_response(exc.status_code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error; see the server log",
+                              code="internal_error")

@@ -1,0 +1,99 @@
+"""The one native generation path every API route uses: lease a model, stream its deltas.
+
+The engine produces deltas on its own thread; ``DeltaStream`` hands them to the event loop
+through an asyncio queue. When the client goes away, the route's generator is closed, its
+``finally`` closes the stream, and the engine frees the slot at its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from deskai.engine.manager import LoadedModel, ModelManager
+from deskai.engine.request import Delta, FinishReason
+from deskai.engine.sampling_params import SamplingParams
+from deskai.errors import EngineError
+
+
+@dataclass(slots=True)
+class Generation:
+    """A whole, non-streamed answer."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@asynccontextmanager
+async def leased_model(manager: ModelManager, name: str,
+                       keep_alive: float | None = None) -> AsyncIterator[LoadedModel]:
+    """Load (off the event loop) and hold a model for the duration of one request."""
+    loaded = await asyncio.to_thread(manager.acquire, name, keep_alive)
+    try:
+        yield loaded
+    finally:
+        manager.release(loaded)
+
+
+class DeltaStream:
+    """One request's deltas as an async iterator; created eagerly so that errors such as an
+    over-long prompt surface before any response is sent. ``close`` cancels the request."""
+
+    def __init__(self, loaded: LoadedModel, prompt: str | list[int], params: SamplingParams,
+                 *, add_special: bool = True, http_request: Request | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._deltas: asyncio.Queue[Delta] = asyncio.Queue()
+        self._http_request = http_request
+        self._request = loaded.engine.add_request(
+            prompt, params,
+            lambda delta: loop.call_soon_threadsafe(self._deltas.put_nowait, delta),
+            add_special=add_special)
+        self._done = False
+
+    def __aiter__(self) -> DeltaStream:
+        return self
+
+    async def __anext__(self) -> Delta:
+        if self._done:
+            raise StopAsyncIteration
+        delta = await self._deltas.get()
+        if self._http_request is not None:
+            record_usage(self._http_request, delta)
+        if delta.finish_reason is not None:
+            self._done = True
+        if delta.finish_reason is FinishReason.ERROR:
+            raise EngineError(delta.error or "generation failed")
+        return delta
+
+    def close(self) -> None:
+        self._request.cancel()
+
+
+async def generate_text(loaded: LoadedModel, prompt: str | list[int], params: SamplingParams,
+                        *, add_special: bool = True,
+                        http_request: Request | None = None) -> Generation:
+    parts: list[str] = []
+    last: Delta | None = None
+    stream = DeltaStream(loaded, prompt, params, add_special=add_special,
+                         http_request=http_request)
+    try:
+        async for delta in stream:
+            parts.append(delta.text)
+            last = delta
+    finally:
+        stream.close()
+    assert last is not None and last.finish_reason is not None
+    return Generation("".join(parts), last.finish_reason.value, last.prompt_tokens,
+                      last.completion_tokens)
+
+
+def record_usage(http_request: Request, delta: Delta) -> None:
+    """Leave token counts where the request log middleware finds them."""
+    http_request.state.prompt_tokens = delta.prompt_tokens
+    http_request.state.completion_tokens = delta.completion_tokens
