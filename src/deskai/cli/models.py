@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from deskai.cli._app import app, console
-from deskai.store import Store, read_gguf_info, resolve_model_path
+from deskai.store import Store, parse_model_name, read_gguf_info, resolve_model_path
 
 
 @app.command("import")
@@ -29,6 +29,7 @@ def import_model(
 ) -> None:
     """Import a GGUF file into the store under NAME[:TAG]."""
     store = Store()
+    parse_model_name(name)  # refuse a bad name before any work starts
     size = file.stat().st_size if file.is_file() else 0
     with _byte_progress(f"importing {file.name}", size) as advance:
         manifest = store.import_gguf(file, name, progress=advance)

