@@ -24,15 +24,16 @@ from deskai.store import Store, parse_model_name, read_gguf_info, resolve_model_
 
 @app.command("import")
 def import_model(
-    file: Path = typer.Argument(..., help="A GGUF file to copy into the store."),
+    file: Path = typer.Argument(..., help="A GGUF file, or a Hugging Face model directory "
+                                "(converted with llama.cpp's converter)."),
     name: str = typer.Argument(..., help="Name to give it, NAME[:TAG] (tag defaults to latest)."),
 ) -> None:
-    """Import a GGUF file into the store under NAME[:TAG]."""
+    """Import a GGUF file (or convert a Hugging Face model directory) as NAME[:TAG]."""
     store = Store()
     parse_model_name(name)  # refuse a bad name before any work starts
     size = file.stat().st_size if file.is_file() else 0
     with _byte_progress(f"importing {file.name}", size) as advance:
-        manifest = store.import_gguf(file, name, progress=advance)
+        manifest = store.import_model(file, name, progress=advance)
     console.print(f"imported [bold]{manifest.name}[/] "
                   f"({_human_bytes(manifest.size)}, {manifest.model_layer.digest[:19]})")
 

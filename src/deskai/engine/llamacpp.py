@@ -31,6 +31,16 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
+def load_model(path: Path) -> llama.llama_model_p:
+    """Load a GGUF's weights (memory-mapped) or raise ``InvalidModelFileError``."""
+    _init_backend()
+    params = llama.llama_model_default_params()
+    model = llama.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise InvalidModelFileError(f"llama.cpp could not load {path}")
+    return model
+
+
 @llama.llama_log_callback
 def _silent_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # llama.cpp logs every tensor at load; deskai logs what matters itself.
@@ -67,7 +77,7 @@ class LlamaCppRunner:
     def __init__(self, model_path: str | Path, *, n_ctx_per_seq: int, n_seq: int,
                  n_threads: int, n_batch: int = 512) -> None:
         _init_backend()
-        self._model = self._load_model(Path(model_path))
+        self._model = load_model(Path(model_path))
         try:
             self._vocab = llama.llama_model_get_vocab(self._model)
             n_ctx_train = llama.llama_model_n_ctx_train(self._model)
@@ -92,14 +102,6 @@ class LlamaCppRunner:
         self._closed = False
 
     # -- loading --------------------------------------------------------------------------------
-
-    @staticmethod
-    def _load_model(path: Path) -> llama.llama_model_p:
-        params = llama.llama_model_default_params()
-        model = llama.llama_model_load_from_file(str(path).encode(), params)
-        if not model:
-            raise InvalidModelFileError(f"llama.cpp could not load {path}")
-        return model
 
     def _new_context(self, n_ctx: int, n_seq: int, n_threads: int,
                      n_batch: int) -> llama.llama_context_p:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from deskai.engine.chat_template import ChatTemplate
+from deskai.engine.embedding import EMBEDDING_ARCHITECTURES, LlamaCppEmbedder
 from deskai.engine.engine import EngineOptions, LlamaCppEngine
+from deskai.errors import InvalidInputError
 from deskai.store import Manifest, Store, parse_model_name, resolve_model_path
 
 EngineFactory = Callable[[str, EngineOptions], LlamaCppEngine]
@@ -22,27 +24,59 @@ EngineFactory = Callable[[str, EngineOptions], LlamaCppEngine]
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A model in memory: its engine, its chat format, and when it may be unloaded."""
+    """A model in memory — a text generator or an embedder — and when it may be unloaded."""
 
     name: str
     manifest: Manifest
-    engine: LlamaCppEngine
     template: ChatTemplate
     keep_alive: float
+    generator: LlamaCppEngine | None = None
+    embedder: LlamaCppEmbedder | None = None
     loaded_at: float = field(default_factory=time.time)
-    users: int = 0  # callers between ``ModelManager.use`` enter and exit
+    last_used: float = field(default_factory=time.monotonic)
+    users: int = 0  # callers between ``ModelManager.acquire`` and ``release``
+
+    @property
+    def engine(self) -> LlamaCppEngine:
+        """The text generator; a clear 400 for an embedding model."""
+        if self.generator is None:
+            raise InvalidInputError(f"{self.name} is an embedding model: it cannot generate "
+                                    "text (use /v1/embeddings)", param="model")
+        return self.generator
+
+    @property
+    def embeddings(self) -> LlamaCppEmbedder:
+        if self.embedder is None:
+            raise InvalidInputError(f"{self.name} generates text; embeddings need an embedding "
+                                    "model such as all-MiniLM-L6-v2", param="model")
+        return self.embedder
+
+    @property
+    def is_embedding_model(self) -> bool:
+        return self.embedder is not None
+
+    @property
+    def busy(self) -> bool:
+        runtime = self.generator or self.embedder
+        return bool(runtime and runtime.busy)
 
     @property
     def expires_at(self) -> float | None:
         """Monotonic time after which an idle model is unloaded; None means never."""
         if self.keep_alive < 0:
             return None
-        return self.engine.last_used + self.keep_alive
+        engine_used = self.generator.last_used if self.generator else 0.0
+        return max(self.last_used, engine_used) + self.keep_alive
 
     def touch(self, keep_alive: float | None = None) -> None:
         if keep_alive is not None:
             self.keep_alive = keep_alive
-        self.engine.last_used = time.monotonic()
+        self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        for runtime in (self.generator, self.embedder):
+            if runtime is not None:
+                runtime.close()
 
 
 class ModelManager:
@@ -111,7 +145,7 @@ class ModelManager:
         with self._lock:
             loaded = self._loaded.pop(key, None)
         if loaded is not None:
-            loaded.engine.close()
+            loaded.close()
         return loaded is not None
 
     def close(self) -> None:
@@ -122,12 +156,16 @@ class ModelManager:
     def _load(self, key: str) -> LoadedModel:
         path = resolve_model_path(self.store, key)
         manifest = self.store.get(key)
+        if manifest.details.get("architecture") in EMBEDDING_ARCHITECTURES:
+            embedder = LlamaCppEmbedder(path, threads=self.options.threads)
+            return LoadedModel(key, manifest, ChatTemplate(None), self.keep_alive,
+                               embedder=embedder)
         engine = self._factory(str(path), self.options)
         facts = engine.facts
         template = ChatTemplate(facts.chat_template,
                                 bos_token=engine.token_text(facts.bos_token_id),
                                 eos_token=engine.token_text(facts.eos_token_id))
-        return LoadedModel(key, manifest, engine, template, self.keep_alive)
+        return LoadedModel(key, manifest, template, self.keep_alive, generator=engine)
 
     def _reap_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -139,9 +177,9 @@ class ModelManager:
         with self._lock:
             expired = [m for m in self._loaded.values()
                        if m.expires_at is not None and now >= m.expires_at
-                       and m.users == 0 and not m.engine.busy]
+                       and m.users == 0 and not m.busy]
             for model in expired:
                 del self._loaded[model.name]
         for model in expired:
-            model.engine.close()
+            model.close()
         return [model.name for model in expired]

@@ -5,6 +5,7 @@ Routes, grouped:
     openai      GET  /v1/models
                 POST /v1/completions
                 POST /v1/chat/completions
+                POST /v1/embeddings
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from deskai import __version__
 from deskai.engine.manager import ModelManager
 from deskai.server.errors import install_error_handlers
+from deskai.server.openai_embeddings import router as embeddings_router
 from deskai.server.openai_routes import router as openai_router
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
 from deskai.store import Store
@@ -42,4 +44,5 @@ def create_app(manager: ModelManager, store: Store,
         return {"status": "ok", "loaded_models": [m.name for m in manager.loaded()]}
 
     app.include_router(openai_router, tags=["openai"])
+    app.include_router(embeddings_router, tags=["openai"])
     return app

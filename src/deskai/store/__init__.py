@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from deskai.store.bundled import BUNDLED_MODEL, ensure_bundled_model, resolve_model_path
+from deskai.store.bundled import (
+    BUNDLED_EMBEDDING_MODEL,
+    BUNDLED_MODEL,
+    ensure_bundled_model,
+    resolve_model_path,
+)
 from deskai.store.gguf_info import GGUFInfo, read_gguf_info, read_gguf_metadata
 from deskai.store.names import ModelName, parse_model_name
 from deskai.store.store import MODEL_MEDIA_TYPE, Layer, Manifest, Store
 
 __all__ = [
+    "BUNDLED_EMBEDDING_MODEL",
     "BUNDLED_MODEL",
     "MODEL_MEDIA_TYPE",
     "GGUFInfo",

@@ -137,6 +137,27 @@ class Store:
         digest = self._copy_into_blobs(source_path, progress)
         return self._write_model_manifest(model_name, digest, info, source=str(source_path))
 
+    def import_model(self, source: str | os.PathLike[str], name: str, *,
+                     progress: ProgressCallback | None = None) -> Manifest:
+        """Import a GGUF file, or convert and import a Hugging Face model directory."""
+        path = Path(source)
+        if path.is_dir():
+            return self.import_hf_directory(path, name)
+        return self.import_gguf(path, name, progress=progress)
+
+    def import_hf_directory(self, directory: Path, name: str, *,
+                            outtype: str = "f16") -> Manifest:
+        """Convert a Hugging Face model directory with llama.cpp's converter, then import it."""
+        from deskai.convert import convert_hf_directory
+
+        model_name = parse_model_name(name)
+        self.sweep()
+        tmp = temp_path(self.tmp_dir, hint="-converted")
+        with removing_on_error(tmp):
+            convert_hf_directory(directory, tmp, outtype=outtype)
+            sha256_hex = _sha256_of(tmp)
+        return self.adopt_blob(tmp, sha256_hex, str(model_name), source=str(directory))
+
     def adopt_blob(self, tmp_file: Path, sha256_hex: str, name: str, *, source: str) -> Manifest:
         """List a file already written into ``tmp_dir`` (and verified) as ``name``, no copy."""
         model_name = parse_model_name(name)
@@ -229,6 +250,14 @@ class Store:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _sha256_of(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _is_hex(text: str) -> bool:
