@@ -8,9 +8,12 @@ The tree::
     │   ├── InvalidModelFileError    a file that is not, or no longer, a valid GGUF
     │   └── ContextLengthError       a prompt longer than the model's context
     ├── NotFoundError (KeyError)     a lookup that found nothing (404 / exit 2)
-    │   └── ModelNotFoundError       no model of that name in the store
+    │   ├── ModelNotFoundError       no model of that name in the store
+    │   └── SourceNotFoundError      a pull reference (repo, file, quant, URL) that does not exist
     ├── AuthenticationError          missing or wrong API key (401)
     ├── OverloadedError              the queue is full; try again later (503)
+    ├── DownloadError                a pull that failed on the way (502)
+    │   └── ChecksumMismatchError    downloaded bytes that do not match the published sha256
     └── EngineError                  the inference engine failed (500)
 
 The server maps these to HTTP statuses in ``deskai.server.errors`` and the CLI maps them to a
@@ -81,6 +84,12 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class SourceNotFoundError(NotFoundError):
+    """A pull reference whose repository, file, quantization or URL does not exist."""
+
+    code = "source_not_found"
+
+
 class AuthenticationError(DeskaiError):
     """A request without the right API key."""
 
@@ -107,3 +116,20 @@ class EngineError(DeskaiError):
     http_status = 500
     error_type = "server_error"
     code = "engine_error"
+
+
+class DownloadError(DeskaiError):
+    """A pull that failed: the source refused, the connection broke, or the file is unusable.
+
+    A partial download is kept, so running the same pull again resumes where it stopped.
+    """
+
+    http_status = 502
+    error_type = "download_error"
+    code = "download_failed"
+
+
+class ChecksumMismatchError(DownloadError):
+    """Downloaded bytes whose sha256 is not the one the source published; they are discarded."""
+
+    code = "checksum_mismatch"

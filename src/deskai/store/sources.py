@@ -17,6 +17,7 @@ Two kinds of reference:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -141,8 +142,9 @@ def _resolve_hf(ref: PullRef) -> Source:
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     assert ref.repo is not None
+    endpoint = hf_endpoint()
     try:
-        info = HfApi(token=False).model_info(ref.repo, files_metadata=True)
+        info = HfApi(endpoint=endpoint, token=False).model_info(ref.repo, files_metadata=True)
     except RepositoryNotFoundError:
         raise SourceNotFoundError(f"no Hugging Face repository {ref.repo!r}",
                                   param="model") from None
@@ -160,8 +162,14 @@ def _resolve_hf(ref: PullRef) -> Source:
     sibling = next(s for s in ggufs if s.rfilename == chosen)
     sha256 = sibling.lfs.sha256 if sibling.lfs else None
     size = sibling.lfs.size if sibling.lfs else sibling.size
-    url = hf_hub_url(ref.repo, chosen, revision=info.sha or "main")
+    url = hf_hub_url(ref.repo, chosen, revision=info.sha or "main", endpoint=endpoint)
     return Source(url, chosen, ref.name, ref.sha256 or sha256, size)
+
+
+def hf_endpoint() -> str | None:
+    """``HF_ENDPOINT`` read now, not when ``huggingface_hub`` was imported, so a server that
+    started before the variable changed (or a test that sets it) still sees it."""
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
 
 
 def pick_gguf(filenames: list[str], quant: str | None, repo: str) -> str:

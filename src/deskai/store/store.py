@@ -168,6 +168,15 @@ class Store:
             publish(tmp_file, self.blob_path(digest))
         return self._write_model_manifest(model_name, digest, info, source=source)
 
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def list_blob_as(self, digest: str, name: str, *, source: str) -> Manifest:
+        """List a blob the store already holds as ``name`` (a pull of a file it already has)."""
+        model_name = parse_model_name(name)
+        info = read_gguf_info(self.blob_path(digest))
+        return self._write_model_manifest(model_name, digest, info, source=source)
+
     def copy(self, source: str, destination: str) -> Manifest:
         """Give an existing model a second name (blobs are shared)."""
         manifest = self.get(source)
