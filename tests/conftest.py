@@ -138,3 +138,16 @@ def home_with_real_model(deskai_home: Path, real_gguf: Path) -> Path:
     filename = parse_model_name(REAL_MODEL).filename
     shutil.copyfile(source.manifests_dir / filename, target.manifests_dir / filename)
     return deskai_home
+
+
+def clone_home(source: Path, target: Path) -> Path:
+    """A second store with the same models, blobs hard-linked (no 250 MB copy)."""
+    for sub in ("blobs", "manifests"):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+        for path in (source / sub).glob("*"):
+            destination = target / sub / path.name
+            try:
+                os.link(path, destination)
+            except OSError:
+                shutil.copyfile(path, destination)
+    return target

@@ -156,7 +156,8 @@ def _wait_for_partial(directory: Path, *, min_bytes: int, process: subprocess.Po
             if path.stat().st_size >= min_bytes:
                 return path
         if process.poll() is not None:
-            raise AssertionError(f"pull ended early: {process.stderr.read() if process.stderr else ''}")
+            stderr = process.stderr.read() if process.stderr else b""
+            raise AssertionError(f"pull ended early: {stderr!r}")
         time.sleep(0.05)
     raise AssertionError("the partial download never grew")
 

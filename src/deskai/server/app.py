@@ -6,6 +6,10 @@ Routes, grouped:
                 POST /v1/completions
                 POST /v1/chat/completions
                 POST /v1/embeddings
+    ollama      GET  /api/version, /api/tags, /api/ps
+                POST /api/show, /api/generate, /api/chat, /api/embed
+                POST /api/pull, /api/copy
+                DELETE /api/delete
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from fastapi import FastAPI
 from deskai import __version__
 from deskai.engine.manager import ModelManager
 from deskai.server.errors import install_error_handlers
+from deskai.server.ollama_routes import router as ollama_router
 from deskai.server.openai_embeddings import router as embeddings_router
 from deskai.server.openai_routes import router as openai_router
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
@@ -45,4 +50,5 @@ def create_app(manager: ModelManager, store: Store,
 
     app.include_router(openai_router, tags=["openai"])
     app.include_router(embeddings_router, tags=["openai"])
+    app.include_router(ollama_router, tags=["ollama"])
     return app

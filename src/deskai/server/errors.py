@@ -2,11 +2,13 @@
 
 ``{"error": {"message", "type", "param", "code"}}`` — for deskai's own errors, for request
 validation (400, not FastAPI's 422), for unknown routes, and, as a last resort, for bugs (500
-with no traceback in the body; the traceback goes to the log).
+with no traceback in the body; the traceback goes to the log). Under ``/api/`` (the Ollama
+routes) the body is Ollama's ``{"error": "message"}`` instead, with the same status.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,6 +51,20 @@ def from_deskai_error(exc: DeskaiError) -> JSONResponse:
                           param=exc.param, code=exc.code, headers=headers)
 
 
+OLLAMA_PREFIX = "/api/"
+
+
+def in_ollama_shape(request: Request, response: JSONResponse) -> JSONResponse:
+    """Ollama's clients read ``{"error": "message"}``; keep the status and headers."""
+    if not request.url.path.startswith(OLLAMA_PREFIX):
+        return response
+    body = json.loads(bytes(response.body))
+    headers = {k: v for k, v in response.headers.items()
+               if k.lower() not in {"content-length", "content-type"}}
+    return JSONResponse({"error": body["error"]["message"]}, status_code=response.status_code,
+                        headers=headers)
+
+
 def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:
     """The first validation problem as one sentence, and the field it is about."""
     first = exc.errors()[0] if exc.errors() else {}
@@ -66,21 +82,23 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | N
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DeskaiError)
-    async def _deskai(_: Request, exc: DeskaiError) -> JSONResponse:
-        return from_deskai_error(exc)
+    async def _deskai(request: Request, exc: DeskaiError) -> JSONResponse:
+        return in_ollama_shape(request, from_deskai_error(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = describe_validation_error(exc)
-        return error_response(400, message, param=param, code="invalid_parameter")
+        return in_ollama_shape(request, error_response(400, message, param=param,
+                                                       code="invalid_parameter"))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, message, headers=exc.headers)
+        return in_ollama_shape(request, error_response(exc.status_code, message,
+                                                       headers=exc.headers))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal server error; see the server log",
-                              code="internal_error")
+        return in_ollama_shape(request, error_response(
+            500, "internal server error; see the server log", code="internal_error"))
