@@ -9,7 +9,9 @@ The tree::
     │   └── ContextLengthError       a prompt longer than the model's context
     ├── NotFoundError (KeyError)     a lookup that found nothing (404 / exit 2)
     │   ├── ModelNotFoundError       no model of that name in the store
-    │   └── SourceNotFoundError      a pull reference (repo, file, quant, URL) that does not exist
+    │   ├── SourceNotFoundError      a pull reference (repo, file, quant, URL) that does not exist
+    │   ├── UnknownHardwareError     a hardware name not in the catalog (``deskai fit --on``)
+    │   └── UnknownArchitectureError a model the planner cannot describe (not in its catalog)
     ├── AuthenticationError          missing or wrong API key (401)
     ├── OverloadedError              the queue is full; try again later (503)
     ├── DownloadError                a pull that failed on the way (502)
@@ -133,3 +135,15 @@ class ChecksumMismatchError(DownloadError):
     """Downloaded bytes whose sha256 is not the one the source published; they are discarded."""
 
     code = "checksum_mismatch"
+
+
+class UnknownHardwareError(NotFoundError):
+    """A hardware name that is not in the planner's catalog; the message suggests close names."""
+
+    code = "unknown_hardware"
+
+
+class UnknownArchitectureError(NotFoundError):
+    """A model the planner has no architecture for (not a file, store name, or catalog model)."""
+
+    code = "unknown_architecture"

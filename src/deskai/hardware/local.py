@@ -1,0 +1,164 @@
+"""This machine: CPU model, cores, RAM, measured memory bandwidth, NVIDIA GPUs.
+
+Memory bandwidth is measured, not looked up: a large numpy copy reads and writes every byte
+once, so bytes moved over the best of a few runs is what a memory-bound decode loop can expect.
+NVIDIA GPUs come from nvidia-ml-py (NVML) when it is installed and a driver answers; without
+it the list is simply empty.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from deskai.hardware.catalog import Accelerator
+
+#: Bytes copied per bandwidth run: far beyond any L3 cache, small enough to take ~0.1 s.
+BANDWIDTH_TEST_BYTES = 256 * 2**20
+#: CPU FLOPs per core per cycle assumed for this machine (FP32, AVX2: 2 FMA units x 8 lanes x 2).
+FLOPS_PER_CORE_CYCLE = 32
+#: Clock assumed when the OS does not report one.
+FALLBACK_CLOCK_HZ = 3.0e9
+
+
+@dataclass(frozen=True, slots=True)
+class GPUInfo:
+    index: int
+    name: str
+    memory_bytes: int
+    memory_used_bytes: int
+    power_limit_w: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMachine:
+    cpu_model: str
+    physical_cores: int
+    logical_cores: int
+    memory_bytes: int
+    memory_available_bytes: int
+    memory_bandwidth: float  # bytes/s, measured
+    clock_hz: float
+    gpus: tuple[GPUInfo, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cpu_model": self.cpu_model,
+            "physical_cores": self.physical_cores,
+            "logical_cores": self.logical_cores,
+            "memory_bytes": self.memory_bytes,
+            "memory_available_bytes": self.memory_available_bytes,
+            "memory_bandwidth_bytes_per_s": round(self.memory_bandwidth),
+            "gpus": [
+                {"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes,
+                 "memory_used_bytes": g.memory_used_bytes, "power_limit_w": g.power_limit_w}
+                for g in self.gpus
+            ],
+        }
+
+    def as_accelerator(self, threads: int | None = None) -> Accelerator:
+        """This machine's CPU as a planner device (the planner's default target).
+
+        ``threads`` caps the cores used for compute, as llama.cpp's ``n_threads`` does.
+        """
+        cores = min(self.physical_cores, threads) if threads else self.physical_cores
+        fp32 = cores * self.clock_hz * FLOPS_PER_CORE_CYCLE / 1e12
+        return Accelerator(
+            key="local", name=f"this machine ({self.cpu_model})", kind="cpu",
+            memory_bytes=float(self.memory_bytes), memory_bandwidth=self.memory_bandwidth,
+            tflops={"fp32": fp32, "bf16": fp32}, intra_node_bandwidth=0.0,
+            inter_node_bandwidth=0.0, power_w=0.0,
+            os_reserved_bytes=float(self.memory_bytes - self.memory_available_bytes),
+            sources={"memory_bandwidth_gbs": "measured: numpy copy benchmark",
+                     "tflops_fp32": f"derived: {cores} cores x clock x {FLOPS_PER_CORE_CYCLE}"},
+        )
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_clock_hz() -> float:
+    """The fastest clock psutil reports (max, else current), else a stated fallback."""
+    import psutil
+
+    try:
+        freq = psutil.cpu_freq()
+    except (OSError, NotImplementedError):
+        freq = None
+    if freq is not None:
+        mhz = freq.max or freq.current
+        if mhz:
+            return float(mhz) * 1e6
+    return FALLBACK_CLOCK_HZ
+
+
+def measure_memory_bandwidth(nbytes: int = BANDWIDTH_TEST_BYTES, repeats: int = 3) -> float:
+    """Bytes/s of a large array copy (read + write), best of ``repeats`` runs."""
+    import numpy as np
+
+    src = np.ones(nbytes // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # touch every page first so the runs time memory, not page faults
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best
+
+
+def nvidia_gpus() -> tuple[GPUInfo, ...]:
+    """NVIDIA GPUs through NVML; empty when nvidia-ml-py or a driver is missing."""
+    try:
+        import pynvml
+    except ImportError:
+        return ()
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded...: no GPU to report
+        return ()
+    try:
+        return tuple(_gpu_info(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount()))
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _gpu_info(pynvml: Any, index: int) -> GPUInfo:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    name = pynvml.nvmlDeviceGetName(handle)
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    try:
+        power: float | None = pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000
+    except Exception:  # not every board reports a power limit
+        power = None
+    return GPUInfo(index, name.decode() if isinstance(name, bytes) else str(name),
+                   int(memory.total), int(memory.used), power)
+
+
+def detect(measure_bandwidth: bool = True) -> LocalMachine:
+    """Describe this machine; ``measure_bandwidth=False`` skips the ~0.5 s copy benchmark."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return LocalMachine(
+        cpu_model=cpu_model(),
+        physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        logical_cores=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        memory_bytes=int(memory.total),
+        memory_available_bytes=int(memory.available),
+        memory_bandwidth=measure_memory_bandwidth() if measure_bandwidth else 0.0,
+        clock_hz=cpu_clock_hz(),
+        gpus=nvidia_gpus(),
+    )

@@ -1,0 +1,265 @@
+"""Architectures from files: a GGUF header, a Hugging Face ``config.json``, or a store name.
+
+Only the GGUF header is read (``gguf.GGUFReader`` maps the file; tensor data is never
+touched), so a 100 GB file answers as fast as a small one. The tensors' exact byte sizes come
+along, so a fit for that file uses the bytes on disk rather than an average bits-per-weight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deskai.errors import InvalidModelFileError, UnknownArchitectureError
+from deskai.planner.architectures import (
+    Architecture,
+    find_catalog_model,
+    unknown_model_message,
+)
+
+#: Families whose GGUF does not record the sliding-window layer pattern; llama.cpp hardcodes
+#: these (src/llama-model.cpp: gemma3 every 6th layer global, gemma2 / gpt-oss alternate).
+SWA_PATTERN_BY_FAMILY: dict[str, int] = {"gemma3": 6, "gemma2": 2, "gpt-oss": 2,
+                                         "gemma3n": 5, "cohere2": 4}
+
+#: GGML tensor types llama.cpp's CPU backend repacks into an interleaved copy (CPU_REPACK).
+CPU_REPACKED_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """A GGUF file's architecture plus what its tensors weigh on disk, by GGML type."""
+
+    architecture: Architecture
+    path: Path
+    bytes_by_type: dict[str, int]
+    embedding_bytes: int  # token_embd.weight (read one row per token)
+    file_type: str | None = None  # general.file_type as llama.cpp names it, e.g. "q4_k_m"
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(self.bytes_by_type.values())
+
+    @property
+    def cpu_repacked_bytes(self) -> int:
+        return sum(n for t, n in self.bytes_by_type.items() if t in CPU_REPACKED_TYPES)
+
+    @property
+    def quantization(self) -> str:
+        """The file's declared type (``q4_k_m``), else the type holding most bytes."""
+        if self.file_type:
+            return self.file_type
+        return max(self.bytes_by_type, key=self.bytes_by_type.__getitem__).lower()
+
+
+def read_gguf(path: str | os.PathLike[str]) -> ModelFile:
+    """The architecture in a GGUF header; ``InvalidModelFileError`` if it is not GGUF."""
+    from gguf import GGUFReader
+
+    file_path = Path(path)
+    try:
+        reader = GGUFReader(file_path, "r")
+    except (ValueError, OSError, IndexError) as exc:
+        raise InvalidModelFileError(f"{file_path}: not a readable GGUF file ({exc})") from exc
+    fields = {name: _field(f) for name, f in reader.fields.items()
+              if not name.startswith("tokenizer.ggml.")}
+    vocab = _vocab_size(reader, fields)
+    bytes_by_type: dict[str, int] = {}
+    embedding = 0
+    for tensor in reader.tensors:
+        kind = tensor.tensor_type.name
+        bytes_by_type[kind] = bytes_by_type.get(kind, 0) + int(tensor.n_bytes)
+        if tensor.name == "token_embd.weight":
+            embedding = int(tensor.n_bytes)
+    tied = not any(t.name == "output.weight" for t in reader.tensors)
+    arch = architecture_from_gguf_fields(fields, vocab=vocab, tied=tied,
+                                         name=file_path.name)
+    return ModelFile(arch, file_path, bytes_by_type, embedding,
+                     _file_type_name(fields.get("general.file_type")))
+
+
+def _file_type_name(value: Any) -> str | None:
+    from gguf import LlamaFileType
+
+    try:
+        return LlamaFileType(int(value)).name.removeprefix("MOSTLY_").lower()
+    except (TypeError, ValueError):
+        return None
+
+
+def _field(field: Any) -> Any:
+    try:
+        return field.contents()
+    except Exception:  # an odd field type must not stop the planner; it is simply skipped
+        return None
+
+
+def _vocab_size(reader: Any, fields: dict[str, Any]) -> int:
+    arch = fields.get("general.architecture")
+    if f"{arch}.vocab_size" in fields:
+        return int(fields[f"{arch}.vocab_size"])
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if tokens is not None:
+        return len(tokens.data)
+    for tensor in reader.tensors:
+        if tensor.name == "token_embd.weight":
+            return int(tensor.shape[-1])
+    return 0
+
+
+def _per_layer(value: Any) -> int:
+    """GGUF stores some hyperparameters per layer (a list); the planner takes the largest."""
+    if isinstance(value, list):
+        return int(max(value)) if value else 0
+    return int(value or 0)
+
+
+def architecture_from_gguf_fields(fields: dict[str, Any], *, vocab: int, tied: bool,
+                                  name: str) -> Architecture:
+    """Map llama.cpp's ``{arch}.*`` metadata keys onto an ``Architecture``."""
+    family = str(fields.get("general.architecture") or "")
+    if not family:
+        raise InvalidModelFileError(f"{name}: GGUF header has no general.architecture")
+
+    def get(key: str, default: Any = 0) -> Any:
+        value = fields.get(f"{family}.{key}")
+        return default if value is None else value
+
+    hidden = int(get("embedding_length"))
+    heads = _per_layer(get("attention.head_count"))
+    if not hidden or not heads:
+        raise UnknownArchitectureError(
+            f"{name}: GGUF architecture {family!r} has no attention heads the planner can use")
+    head_dim = int(get("attention.key_length", 0)) or hidden // heads
+    kv_heads = _per_layer(get("attention.head_count_kv", heads)) or heads
+    window = int(get("attention.sliding_window", 0))
+    pattern = int(get("attention.sliding_window_pattern", 0) or 0) or SWA_PATTERN_BY_FAMILY.get(
+        family, 0)
+    return Architecture(
+        name=str(fields.get("general.name") or name), family=family,
+        layers=int(get("block_count")), hidden=hidden, heads=heads, kv_heads=kv_heads,
+        head_dim=head_dim, ffn=_per_layer(get("feed_forward_length")), vocab=vocab,
+        context=int(get("context_length", 4096)), tied=tied,
+        experts=int(get("expert_count", 0)), active_experts=int(get("expert_used_count", 0)),
+        shared_experts=int(get("expert_shared_count", 0)),
+        expert_ffn=int(get("expert_feed_forward_length", 0)),
+        dense_layers=int(get("leading_dense_block_count", 0)),
+        sliding_window=window if pattern else 0, swa_pattern=pattern if window else 0,
+        kv_lora_rank=int(get("attention.kv_lora_rank", 0)),
+        q_lora_rank=int(get("attention.q_lora_rank", 0)),
+        qk_rope_dim=int(get("rope.dimension_count", 0)) if get("attention.kv_lora_rank", 0)
+        else 0,
+        qk_nope_dim=(head_dim - int(get("rope.dimension_count", 0))
+                     if get("attention.kv_lora_rank", 0) else 0),
+        v_head_dim=int(get("attention.value_length", 0)) if get("attention.kv_lora_rank", 0)
+        else 0,
+        source=f"GGUF header of {name}",
+    )
+
+
+def read_hf_config(path: str | os.PathLike[str]) -> Architecture:
+    """The architecture in a Hugging Face ``config.json`` (a file or the directory holding it)."""
+    file_path = Path(path)
+    if file_path.is_dir():
+        file_path = file_path / "config.json"
+    try:
+        config = json.loads(file_path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidModelFileError(f"{file_path}: not a readable config.json ({exc})") from exc
+    return architecture_from_hf_config(config, name=file_path.parent.name or "config")
+
+
+def architecture_from_hf_config(config: dict[str, Any], *, name: str) -> Architecture:
+    """Map transformers' config keys (Llama, Qwen, Gemma, Mistral, DeepSeek, gpt-oss...)."""
+    text = config.get("text_config") or config  # multimodal configs nest the decoder
+    hidden = int(text["hidden_size"])
+    heads = int(text["num_attention_heads"])
+    head_dim = int(text.get("head_dim") or hidden // heads)
+    window = int(text.get("sliding_window") or 0)
+    pattern = _hf_swa_pattern(text)
+    experts = int(text.get("num_local_experts") or text.get("n_routed_experts")
+                  or text.get("num_experts") or 0)
+    return Architecture(
+        name=str(text.get("_name_or_path") or name), family=str(text.get("model_type", "")),
+        layers=int(text["num_hidden_layers"]), hidden=hidden, heads=heads,
+        kv_heads=int(text.get("num_key_value_heads") or heads), head_dim=head_dim,
+        ffn=int(text.get("intermediate_size") or 4 * hidden),
+        vocab=int(text["vocab_size"]),
+        context=int(text.get("max_position_embeddings") or 4096),
+        tied=bool(text.get("tie_word_embeddings", False)),
+        qkv_bias=bool(text.get("attention_bias", False)),
+        experts=experts,
+        active_experts=int(text.get("num_experts_per_tok") or text.get("experts_per_token")
+                           or 0) if experts else 0,
+        shared_experts=int(text.get("n_shared_experts") or 0),
+        expert_ffn=int(text.get("moe_intermediate_size") or text.get("intermediate_size") or 0)
+        if experts else 0,
+        dense_layers=int(text.get("first_k_dense_replace") or 0),
+        sliding_window=window if pattern else 0, swa_pattern=pattern if window else 0,
+        kv_lora_rank=int(text.get("kv_lora_rank") or 0),
+        q_lora_rank=int(text.get("q_lora_rank") or 0),
+        qk_rope_dim=int(text.get("qk_rope_head_dim") or 0),
+        qk_nope_dim=int(text.get("qk_nope_head_dim") or 0),
+        v_head_dim=int(text.get("v_head_dim") or 0),
+        source=f"config.json of {name}",
+    )
+
+
+def _hf_swa_pattern(config: dict[str, Any]) -> int:
+    """Every how-many layers one is global: from ``layer_types`` or ``sliding_window_pattern``."""
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and "full_attention" in layer_types:
+        first_full = layer_types.index("full_attention")
+        return first_full + 1 if any(t != "full_attention" for t in layer_types) else 0
+    if config.get("sliding_window_pattern"):
+        return int(config["sliding_window_pattern"])
+    if config.get("use_sliding_window") is False:
+        return 0
+    # Mistral-style configs with sliding_window on every layer: a pattern of "never global"
+    # would need its own flag; llama.cpp treats them as full attention, and so do we.
+    return 0
+
+
+def load_model(name: str) -> Architecture | ModelFile:
+    """Resolve what the user typed: a .gguf file, a config.json, a catalog name, a store name."""
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" or (path.is_file() and _is_gguf(path)):
+        if not path.is_file():
+            raise UnknownArchitectureError(f"no such GGUF file: {name}")
+        return read_gguf(path)
+    if path.name == "config.json" or (path.is_dir() and (path / "config.json").is_file()):
+        return read_hf_config(path)
+    found = find_catalog_model(name)
+    if found is not None:
+        return found
+    stored = _store_path(name)
+    if stored is not None:
+        return read_gguf(stored)
+    raise UnknownArchitectureError(unknown_model_message(name))
+
+
+def _is_gguf(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == b"GGUF"
+
+
+def _store_path(name: str) -> Path | None:
+    """The store's GGUF for ``name``, or None: the planner works without a store or engine."""
+    try:
+        from deskai.errors import DeskaiError
+        from deskai.store import Store
+    except ImportError:
+        return None
+    try:
+        store = Store()
+        try:
+            from deskai.store import resolve_model_path
+
+            return resolve_model_path(store, name)
+        except ImportError:
+            return store.resolve(name)
+    except (DeskaiError, OSError):
+        return None
