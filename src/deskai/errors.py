@@ -14,6 +14,7 @@ The tree::
     │   └── UnknownArchitectureError a model the planner cannot describe (not in its catalog)
     ├── AuthenticationError          missing or wrong API key (401)
     ├── OverloadedError              the queue is full; try again later (503)
+    ├── RequestTimeoutError          a request outlived the server's per-request timeout (504)
     ├── DownloadError                a pull that failed on the way (502)
     │   └── ChecksumMismatchError    downloaded bytes that do not match the published sha256
     └── EngineError                  the inference engine failed (500)
@@ -110,6 +111,14 @@ class OverloadedError(DeskaiError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RequestTimeoutError(DeskaiError):
+    """A request that did not finish within the server's per-request timeout (``--timeout``)."""
+
+    http_status = 504
+    error_type = "timeout_error"
+    code = "request_timeout"
 
 
 class EngineError(DeskaiError):

@@ -13,15 +13,36 @@ from deskai.cli._app import app, console, err_console
 from deskai.cli.chat import TextBackend, open_backend
 from deskai.engine.engine import EngineOptions
 from deskai.engine.sampling_params import SamplingParams
-from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model
+from deskai.errors import DeskaiError
+from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model, resolve_model_path
 
 _THREADS_HELP = "CPU threads for inference (default: every core; $DESKAI_THREADS)."
 _CONTEXT_HELP = "Context length per request, in tokens ($DESKAI_CONTEXT)."
 
 
-def engine_options(threads: int | None, context: int | None, parallel: int) -> EngineOptions:
+def engine_options(threads: int | None, context: int | None, parallel: int, *,
+                   max_queue: int = 64, timeout: float | None = None) -> EngineOptions:
     return EngineOptions(context_length=context or config.context_length(),
-                         parallel=parallel, threads=threads or config.threads())
+                         parallel=parallel, threads=threads or config.threads(),
+                         max_queue=max_queue, request_timeout=timeout)
+
+
+def choose_parallel(store: Store, context: int) -> tuple[int, str]:
+    """Slots for ``serve`` when ``--parallel`` is not given, and why: as many as the default
+    model's KV cache at this context fits in a quarter of free memory, at most 8 per core."""
+    from deskai.engine import capacity
+    from deskai.store.gguf_info import read_gguf_metadata
+
+    try:
+        path = resolve_model_path(store, config.default_model())
+        shape = capacity.kv_shape_from_metadata(read_gguf_metadata(path))
+    except DeskaiError:
+        return 4, "default model unreadable"
+    per_slot = capacity.kv_bytes_per_slot(shape, context)
+    available = capacity.available_memory()
+    slots = capacity.default_parallel(per_slot, available)
+    return slots, (f"auto: {per_slot / 2**20:.0f} MiB of KV cache per slot, "
+                   f"{available / 2**30:.1f} GiB free")
 
 
 @app.command("serve")
@@ -30,8 +51,13 @@ def serve(
     port: int = typer.Option(None, help="Port (default 3375; $DESKAI_PORT)."),
     threads: int = typer.Option(None, "--threads", "-t", help=_THREADS_HELP),
     context: int = typer.Option(None, "--context", "-c", help=_CONTEXT_HELP),
-    parallel: int = typer.Option(4, "--parallel", "-np", min=1, max=256,
-                                 help="Requests decoded together (sequence slots)."),
+    parallel: int = typer.Option(None, "--parallel", "-np", min=1, max=256,
+                                 help="Requests decoded together (sequence slots); default: "
+                                      "what the model's KV cache fits in free memory."),
+    max_queue: int = typer.Option(64, "--max-queue", min=0,
+                                  help="Requests that may wait for a slot; beyond, 503."),
+    timeout: float = typer.Option(None, "--timeout", min=0.001,
+                                  help="Seconds a request may take, queue included; then 504."),
     keep_alive: float = typer.Option(None, "--keep-alive",
                                      help="Seconds an idle model stays loaded; <0 forever."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
@@ -45,12 +71,18 @@ def serve(
     _configure_logging(log_level)
     store = Store()
     ensure_bundled_model(store)
-    options = engine_options(threads, context, parallel)
+    context_length = context or config.context_length()
+    why = "--parallel"
+    if parallel is None:
+        parallel, why = choose_parallel(store, context_length)
+    options = engine_options(threads, context_length, parallel, max_queue=max_queue,
+                             timeout=timeout)
     manager = ModelManager(store, options, keep_alive=_keep_alive(keep_alive))
     bind_host, bind_port = host or config.host(), port or config.port()
     console.print(f"deskai serving on http://{bind_host}:{bind_port} — "
                   f"{len(store.list())} models in {store.root}, {options.parallel} slots of "
-                  f"{options.context_length} tokens, {options.threads} threads")
+                  f"{options.context_length} tokens ({why}), {options.threads} threads, "
+                  f"queue of {options.max_queue}", highlight=False)
     try:
         uvicorn.run(create_app(manager, store), host=bind_host, port=bind_port,
                     log_level=log_level, access_log=False, log_config=None)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts
+from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts, is_plain_greedy
 from deskai.engine.request import Delta, DeltaSink, FinishReason, Request
 from deskai.engine.sampling_params import SamplingParams
 from deskai.engine.scheduler import ScheduledEntry, Scheduler
@@ -34,6 +34,8 @@ class EngineOptions:
     threads: int = 1
     batch_tokens: int = 512
     max_queue: int = 64
+    request_timeout: float | None = None  # seconds from arrival to the last token; None: none
+    prefix_cache: bool = True
 
 
 class LlamaCppEngine:
@@ -44,7 +46,9 @@ class LlamaCppEngine:
         self.runner = LlamaCppRunner(model_path, n_ctx_per_seq=options.context_length,
                                      n_seq=options.parallel, n_threads=options.threads,
                                      n_batch=options.batch_tokens)
-        self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue)
+        self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue,
+                                   reuse=self.runner.keep_prefix,
+                                   prefix_cache=options.prefix_cache)
         self._work = threading.Condition()
         self._closing = False
         self.last_used = time.monotonic()
@@ -83,6 +87,8 @@ class LlamaCppEngine:
         self._check_fits(tokens)
         request = Request(request_id=f"req-{next(_request_ids)}", prompt_tokens=tokens,
                           params=params, sink=sink, max_total_tokens=self.context_length)
+        if self.options.request_timeout is not None:
+            request.deadline = request.arrival_time + self.options.request_timeout
         with self._work:
             if self._closing:
                 raise EngineError("the model is being unloaded")
@@ -132,12 +138,12 @@ class LlamaCppEngine:
 
     def step(self) -> None:
         """Schedule → run one batch → sample → postprocess."""
-        for request in self._cancelled_requests():
-            self._finish(request, FinishReason.CANCELLED)
+        self._stop_cancelled_and_expired()
         with self._work:
             plan, admitted = self.scheduler.schedule()
         for request in admitted:
-            request.sampler = self.runner.new_sampler(request.params)
+            if not is_plain_greedy(request.params):  # plain greedy is an argmax, no chain
+                request.sampler = self.runner.new_sampler(request.params)
         if not plan:
             return
         try:
@@ -154,10 +160,14 @@ class LlamaCppEngine:
             request, entry = scheduled.request, scheduled.entry
             if request.is_prefilled:
                 request.pending_token = None
+                request.num_fed_outputs += 1
             else:
                 request.num_computed += len(entry.tokens)
             if entry.wants_logits:
-                self._accept_token(request, self.runner.sample(request.sampler, next(rows)))
+                row = next(rows)
+                token = (self.runner.argmax(row) if request.sampler is None
+                         else self.runner.sample(request.sampler, row))
+                self._accept_token(request, token)
 
     def _accept_token(self, request: Request, token: int) -> None:
         if request.first_token_time is None:
@@ -179,9 +189,9 @@ class LlamaCppEngine:
     def _finish(self, request: Request, reason: FinishReason, *, tail: str = "",
                 last_token: int | None = None, error: str | None = None) -> None:
         with self._work:
-            self.scheduler.release(request)
-        if request.slot is not None:
-            self.runner.clear_sequence(request.slot)
+            # the slot keeps its tokens for the prefix cache, unless a failed decode left them
+            # in an unknown state
+            self.scheduler.release(request, keep_cache=reason is not FinishReason.ERROR)
         if request.sampler is not None:
             self.runner.free_sampler(request.sampler)
             request.sampler = None
@@ -196,6 +206,21 @@ class LlamaCppEngine:
                      prompt_tokens=request.num_prompt_tokens,
                      completion_tokens=request.num_output_tokens,
                      cached_tokens=request.num_cached, error=error)
+
+    def _stop_cancelled_and_expired(self) -> None:
+        """Free the slots of requests whose client left or whose deadline passed: this runs
+        before every step, so a disconnect costs at most the step already in flight."""
+        now = time.monotonic()
+        with self._work:
+            queued = (*self.scheduler.running, *self.scheduler.waiting)
+            stopped = [r for r in queued if r.cancelled or r.expired(now)]
+        for request in stopped:
+            if request.cancelled:
+                self._finish(request, FinishReason.CANCELLED)
+            else:
+                self._finish(request, FinishReason.TIMEOUT,
+                             error=f"the request took longer than the server's "
+                                   f"{self.options.request_timeout:g} s timeout")
 
     def _cancelled_requests(self) -> list[Request]:
         with self._work:

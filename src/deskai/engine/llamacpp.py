@@ -9,11 +9,13 @@ one place.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as llama
+import numpy as np
 
 from deskai.engine.sampling_params import SamplingParams
 from deskai.errors import EngineError, InvalidModelFileError
@@ -69,6 +71,7 @@ class ModelFacts:
     bos_token_id: int
     eos_token_id: int
     add_bos: bool
+    n_swa: int = 0  # sliding-window size of the windowed layers; 0 when every layer sees all
 
 
 class LlamaCppRunner:
@@ -98,7 +101,9 @@ class LlamaCppRunner:
             bos_token_id=llama.llama_vocab_bos(self._vocab),
             eos_token_id=llama.llama_vocab_eos(self._vocab),
             add_bos=bool(llama.llama_vocab_get_add_bos(self._vocab)),
+            n_swa=max(int(llama.llama_model_n_swa(self._model)), 0),
         )
+        self._piece_cache: dict[int, bytes] = {}
         self._closed = False
 
     # -- loading --------------------------------------------------------------------------------
@@ -149,6 +154,14 @@ class LlamaCppRunner:
         return list(buffer[:count])
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        if not special:  # the hot path: one lookup per generated token
+            piece = self._piece_cache.get(token)
+            if piece is None:
+                piece = self._piece_cache[token] = self._token_bytes(token, special=False)
+            return piece
+        return self._token_bytes(token, special=True)
+
+    def _token_bytes(self, token: int, *, special: bool) -> bytes:
         buffer = ctypes.create_string_buffer(64)
         size = llama.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
         if size < 0:
@@ -213,9 +226,58 @@ class LlamaCppRunner:
         """Sample from the logits at batch index ``row`` (and let the sampler see the token)."""
         return int(llama.llama_sampler_sample(sampler, self._ctx, row))
 
+    def argmax(self, row: int) -> int:
+        """Greedy pick for a request with no sampler (see ``is_plain_greedy``).
+
+        llama.cpp's greedy sampler first copies all 262k candidates into an array; an argmax
+        over the logits in place is the same choice (the first maximum) at a fraction of the
+        cost, paid once per sequence per step.
+        """
+        logits = llama.llama_get_logits_ith(self._ctx, row)
+        return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self.facts.n_vocab,))))
+
     @staticmethod
     def free_sampler(sampler: llama.llama_sampler_p) -> None:
         llama.llama_sampler_free(sampler)
 
     def clear_sequence(self, seq_id: int) -> None:
         llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+
+    # -- slots and the prefix cache (used by the engine's scheduler) ----------------------------
+
+    def keep_prefix(self, seq_id: int, keep: int) -> int:
+        """Drop everything in ``seq_id`` from position ``keep`` on; return how much was kept.
+
+        Windowed (SWA) layers only hold the last ``n_swa`` positions plus a batch, so a prefix
+        whose window was already overwritten cannot be resumed: llama.cpp's server checks the
+        same ``pos_min`` bound. Then, or if llama.cpp refuses a partial removal (recurrent
+        memory), the slot is cleared and nothing is kept.
+        """
+        if keep > 0 and not self._window_intact(seq_id, keep):
+            keep = 0
+        if keep > 0 and llama.llama_memory_seq_rm(self._memory, seq_id, keep, -1):
+            return keep
+        self.clear_sequence(seq_id)
+        return 0
+
+    def _window_intact(self, seq_id: int, keep: int) -> bool:
+        pos_min = llama.llama_memory_seq_pos_min(self._memory, seq_id)
+        if pos_min < 0:
+            return False  # nothing cached at all
+        return self.facts.n_swa == 0 or pos_min <= max(0, keep - self.facts.n_swa)
+
+
+def is_plain_greedy(params: SamplingParams) -> bool:
+    """Greedy with nothing that reshapes the logits: the engine then skips the sampler chain
+    and takes ``argmax``. Any other field away from its default (penalties, biases, grammars,
+    features added later) may change the pick, so it gets a real chain."""
+    if not params.greedy:
+        return False
+    defaults = SamplingParams()
+    return all(getattr(params, f.name) == getattr(defaults, f.name)
+               for f in dataclasses.fields(params) if f.name not in _PICK_NEUTRAL)
+
+
+# fields that cannot change which token greedy picks
+_PICK_NEUTRAL = frozenset({"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop",
+                           "logprobs"})

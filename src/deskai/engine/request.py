@@ -22,6 +22,7 @@ class FinishReason(str, Enum):
     STOP = "stop"          # end-of-generation token or a stop string
     LENGTH = "length"      # max_tokens reached or the context is full
     CANCELLED = "cancelled"
+    TIMEOUT = "timeout"    # the request outlived its deadline (``--timeout``)
     ERROR = "error"
 
 
@@ -55,6 +56,7 @@ class Request:
     slot: int | None = None
     num_computed: int = 0       # prompt tokens already in the KV cache
     num_cached: int = 0         # of those, how many were reused from an earlier request
+    num_fed_outputs: int = 0    # output tokens fed back through the model (so in the KV cache)
     output_tokens: list[int] = field(default_factory=list)
     pending_token: int | None = None  # sampled, not yet fed back through the model
     sampler: Any = None
@@ -63,6 +65,7 @@ class Request:
     finish_reason: FinishReason | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None
+    deadline: float | None = None  # monotonic time after which the engine stops the request
 
     def __post_init__(self) -> None:
         self.detokenizer = IncrementalDetokenizer(stop=list(self.params.stop))
@@ -93,6 +96,14 @@ class Request:
         at_max = (self.params.max_tokens is not None
                   and self.num_output_tokens >= self.params.max_tokens)
         return at_max or self.num_prompt_tokens + self.num_output_tokens >= self.max_total_tokens
+
+    @property
+    def kv_tokens(self) -> list[int]:
+        """The tokens whose keys and values this request left in its slot, in order."""
+        return self.prompt_tokens[:self.num_computed] + self.output_tokens[:self.num_fed_outputs]
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
     def cancel(self) -> None:
         """Ask the engine to stop this request; it frees the slot at the next step."""

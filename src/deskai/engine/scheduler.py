@@ -4,14 +4,20 @@ Continuous batching in the shape of nano-vllm's scheduler: a ``waiting`` queue a
 ``running`` requests that hold a sequence slot. Every step first gives each decoding request
 its one token, then spends what is left of the token budget on prompt chunks, so a long prompt
 is prefilled a chunk at a time between decode steps instead of stalling everyone.
+
+Admission goes through the ``SlotTable`` (``prefix_cache``): a new request takes the free slot
+that already holds the longest prefix of its prompt, and only the rest is prefilled. ``reuse``
+(the runner, in the engine) trims the slot and says how much of that prefix really survived.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from deskai.engine.llamacpp import BatchEntry
+from deskai.engine.prefix_cache import SlotTable
 from deskai.engine.request import Request, RequestStatus
 from deskai.errors import OverloadedError
 
@@ -22,47 +28,67 @@ class ScheduledEntry:
     entry: BatchEntry
 
 
+ReuseFn = Callable[[int, int], int]
+"""``reuse(slot, cached)``: trim ``slot`` to its first ``cached`` tokens; return how many it kept."""
+
+
 class Scheduler:
     """Admits requests into ``num_slots`` slots and plans each step within ``max_batch_tokens``."""
 
-    def __init__(self, num_slots: int, max_batch_tokens: int, max_queue: int) -> None:
+    def __init__(self, num_slots: int, max_batch_tokens: int, max_queue: int, *,
+                 reuse: ReuseFn | None = None, prefix_cache: bool = True) -> None:
         self.num_slots = num_slots
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
-        self._free_slots: list[int] = list(range(num_slots - 1, -1, -1))
+        self.slots = SlotTable(num_slots, enabled=prefix_cache)
+        self._reuse: ReuseFn = reuse or (lambda slot, cached: cached)
 
     # -- capacity -------------------------------------------------------------------------------
 
+    @property
+    def queued(self) -> int:
+        """Requests that will have to wait for a slot (waiting ones beyond the free slots)."""
+        return max(0, len(self.waiting) - self.slots.num_free)
+
     def can_enqueue(self) -> bool:
-        return len(self.waiting) < self.max_queue
+        return len(self.waiting) < self.slots.num_free + self.max_queue
 
     def enqueue(self, request: Request) -> None:
         if not self.can_enqueue():
             raise OverloadedError(
-                f"server busy: {len(self.waiting)} requests already queued; retry shortly",
-                retry_after=1)
+                f"server busy: all {self.num_slots} slots are in use and {self.queued} "
+                f"requests are queued; retry shortly", retry_after=1)
         self.waiting.append(request)
 
     def can_admit(self) -> bool:
-        return bool(self.waiting) and bool(self._free_slots)
+        return bool(self.waiting) and self.slots.can_acquire()
 
     def admit(self) -> Request:
+        """Give the oldest waiting request a slot, reusing what that slot already holds."""
         request = self.waiting.popleft()
-        request.slot = self._free_slots.pop()
+        choice = self.slots.acquire(request.prompt_tokens)
+        kept = self._reuse(choice.slot, choice.cached)
+        self.slots.trimmed(choice.slot, kept)
+        request.slot = choice.slot
+        request.num_computed = request.num_cached = kept
         request.status = RequestStatus.RUNNING
         self.running.append(request)
         return request
 
-    def release(self, request: Request) -> None:
-        """Take a finished or cancelled request out, giving its slot back."""
+    def release(self, request: Request, *, keep_cache: bool = True) -> None:
+        """Take a finished or cancelled request out, giving its slot back.
+
+        The slot keeps the request's tokens for the next prompt that starts the same way, unless
+        ``keep_cache`` is false (after a failed decode its contents are unknown).
+        """
         if request in self.running:
             self.running.remove(request)
         elif request in self.waiting:
             self.waiting.remove(request)
-        if request.slot is not None:
-            self._free_slots.append(request.slot)
+        if request.slot is not None and request.status is RequestStatus.RUNNING:
+            self.slots.release(request.slot, request.kv_tokens if keep_cache else [])
         request.status = RequestStatus.FINISHED
 
     @property
@@ -71,7 +97,7 @@ class Scheduler:
 
     @property
     def num_free_slots(self) -> int:
-        return len(self._free_slots)
+        return self.slots.num_free
 
     # -- planning -------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from fastapi import Request
 from deskai.engine.manager import LoadedModel, ModelManager
 from deskai.engine.request import Delta, FinishReason
 from deskai.engine.sampling_params import SamplingParams
-from deskai.errors import EngineError
+from deskai.errors import EngineError, RequestTimeoutError
 
 
 @dataclass(slots=True)
@@ -28,6 +28,7 @@ class Generation:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens reused from the prefix cache, not computed again
 
 
 @asynccontextmanager
@@ -69,6 +70,8 @@ class DeltaStream:
             self._done = True
         if delta.finish_reason is FinishReason.ERROR:
             raise EngineError(delta.error or "generation failed")
+        if delta.finish_reason is FinishReason.TIMEOUT:
+            raise RequestTimeoutError(delta.error or "the request timed out")
         return delta
 
     def close(self) -> None:
@@ -82,15 +85,28 @@ async def generate_text(loaded: LoadedModel, prompt: str | list[int], params: Sa
     last: Delta | None = None
     stream = DeltaStream(loaded, prompt, params, add_special=add_special,
                          http_request=http_request)
+    watcher = (asyncio.create_task(_cancel_on_disconnect(http_request, stream))
+               if http_request is not None else None)
     try:
         async for delta in stream:
             parts.append(delta.text)
             last = delta
     finally:
         stream.close()
+        if watcher is not None:
+            watcher.cancel()
     assert last is not None and last.finish_reason is not None
     return Generation("".join(parts), last.finish_reason.value, last.prompt_tokens,
-                      last.completion_tokens)
+                      last.completion_tokens, cached_tokens=last.cached_tokens)
+
+
+async def _cancel_on_disconnect(http_request: Request, stream: DeltaStream,
+                               interval: float = 0.1) -> None:
+    """Free the slot of a non-streamed request whose client hung up (streamed responses are
+    cancelled by Starlette itself when the client goes away)."""
+    while not await http_request.is_disconnected():
+        await asyncio.sleep(interval)
+    stream.close()
 
 
 def record_usage(http_request: Request, delta: Delta) -> None:

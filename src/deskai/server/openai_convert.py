@@ -27,6 +27,7 @@ from deskai.server.openai_models import (
     Completion,
     CompletionChoice,
     CompletionRequest,
+    PromptTokensDetails,
     Usage,
     _SamplingFields,
 )
@@ -75,16 +76,17 @@ def from_chat_request(body: ChatCompletionRequest,
     return rendered, params
 
 
-def usage_of(prompt_tokens: int, completion_tokens: int) -> Usage:
+def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:
     return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                 total_tokens=prompt_tokens + completion_tokens)
+                 total_tokens=prompt_tokens + completion_tokens,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens))
 
 
 def to_completion(result: Generation, model: str) -> Completion:
     return Completion(
         id=new_id("cmpl"), created=now(), model=model,
         choices=[CompletionChoice(text=result.text, finish_reason=result.finish_reason)],
-        usage=usage_of(result.prompt_tokens, result.completion_tokens))
+        usage=usage_of(result.prompt_tokens, result.completion_tokens, result.cached_tokens))
 
 
 def to_chat_completion(result: Generation, model: str) -> ChatCompletion:
@@ -92,7 +94,7 @@ def to_chat_completion(result: Generation, model: str) -> ChatCompletion:
         id=new_id("chatcmpl"), created=now(), model=model,
         choices=[ChatChoice(message=AssistantMessage(content=result.text),
                             finish_reason=result.finish_reason)],
-        usage=usage_of(result.prompt_tokens, result.completion_tokens))
+        usage=usage_of(result.prompt_tokens, result.completion_tokens, result.cached_tokens))
 
 
 def to_completion_chunk(delta: Delta, *, chunk_id: str, created: int,
@@ -123,7 +125,8 @@ def to_usage_chunk(delta: Delta, *, chunk_id: str, created: int, model: str,
     """The final chunk ``stream_options.include_usage`` asks for: no choices, just usage."""
     kind = "chat.completion.chunk" if chat else "text_completion"
     return {"id": chunk_id, "object": kind, "created": created, "model": model, "choices": [],
-            "usage": usage_of(delta.prompt_tokens, delta.completion_tokens).model_dump()}
+            "usage": usage_of(delta.prompt_tokens, delta.completion_tokens,
+                              delta.cached_tokens).model_dump()}
 
 
 def sse(data: dict[str, Any] | str) -> str:

@@ -1,0 +1,95 @@
+"""Which sequence slot a new request gets, chosen so that it can reuse a cached prompt prefix.
+
+A finished request leaves its keys and values in its slot; the slot remembers which tokens
+those are. A new request takes the free slot whose remembered tokens share the longest prefix
+with its prompt (a repeated system prompt, the earlier turns of a chat), and skips computing
+that prefix. With no match it takes the slot used longest ago, so that recent prefixes survive.
+
+This module is pure bookkeeping over token lists; whether llama.cpp can actually keep a prefix
+(sliding-window layers may have dropped part of it) is the runner's call, made when the engine
+trims the slot.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+_clock = itertools.count(1)
+
+
+@dataclass(slots=True)
+class SlotMemory:
+    """What one slot's KV cache holds: ``tokens`` at positions ``0 .. len(tokens) - 1``."""
+
+    tokens: list[int] = field(default_factory=list)
+    last_used: int = 0  # a logical clock, so ties break by recency without reading time
+
+
+@dataclass(frozen=True, slots=True)
+class SlotChoice:
+    slot: int
+    cached: int  # prompt tokens already in the slot that the request may keep
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    limit = min(len(a), len(b))
+    if limit == 0 or a[0] != b[0]:
+        return 0
+    if a[:limit] == b[:limit]:
+        return limit
+    low, high = 1, limit  # a[:low] == b[:low] and a[:high] != b[:high]
+    while high - low > 1:  # slice comparison runs in C; bisecting beats a Python loop
+        middle = (low + high) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+class SlotTable:
+    """The free and busy slots, and the tokens each free slot still holds."""
+
+    def __init__(self, num_slots: int, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._memory = [SlotMemory() for _ in range(num_slots)]
+        self._free: set[int] = set(range(num_slots))
+
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
+    def holds(self, slot: int) -> list[int]:
+        return self._memory[slot].tokens
+
+    def can_acquire(self) -> bool:
+        return bool(self._free)
+
+    def acquire(self, prompt: list[int]) -> SlotChoice:
+        """Take the free slot that best serves ``prompt``.
+
+        At most ``len(prompt) - 1`` tokens count as cached: the last prompt token must go through
+        the model again, because its logits choose the first output token.
+        """
+        best = SlotChoice(self._least_recent_free(), 0)
+        if self.enabled:
+            for slot in self._free:
+                cached = min(common_prefix(self._memory[slot].tokens, prompt), len(prompt) - 1)
+                if cached > best.cached:
+                    best = SlotChoice(slot, cached)
+        self._free.remove(best.slot)
+        return best
+
+    def release(self, slot: int, tokens: list[int]) -> None:
+        """Give ``slot`` back, remembering the tokens its KV cache now holds."""
+        self._memory[slot] = SlotMemory(tokens if self.enabled else [], next(_clock))
+        self._free.add(slot)
+
+    def trimmed(self, slot: int, keep: int) -> None:
+        """Record that only the first ``keep`` tokens of ``slot`` survived a trim."""
+        del self._memory[slot].tokens[keep:]
+
+    def _least_recent_free(self) -> int:
+        return min(self._free, key=lambda slot: (self._memory[slot].last_used, slot))

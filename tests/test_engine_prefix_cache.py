@@ -1,0 +1,68 @@
+"""The prefix cache's bookkeeping: which slot a prompt gets and how much of it is reused."""
+
+from __future__ import annotations
+
+from deskai.engine.capacity import KvShape, default_parallel, kv_bytes_per_slot
+from deskai.engine.prefix_cache import SlotTable, common_prefix
+
+
+def test_common_prefix() -> None:
+    assert common_prefix([], [1]) == 0
+    assert common_prefix([1, 2, 3], [1, 2, 3]) == 3
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([2], [1]) == 0
+    long = list(range(1000))
+    assert common_prefix(long, long[:700] + [-1] + long[701:]) == 700
+
+
+def test_prompt_goes_to_the_slot_holding_its_longest_prefix() -> None:
+    table = SlotTable(3)
+    for slot in range(3):
+        table.acquire([])  # take all three
+    table.release(0, [1, 2, 3, 4])
+    table.release(1, [1, 2, 9])
+    table.release(2, [7, 7])
+    choice = table.acquire([1, 2, 3, 5, 6])
+    assert (choice.slot, choice.cached) == (0, 3)
+
+
+def test_last_prompt_token_is_never_cached() -> None:
+    table = SlotTable(1)
+    table.acquire([])
+    table.release(0, [1, 2, 3])
+    assert table.acquire([1, 2, 3]).cached == 2  # its logits pick the first output token
+
+
+def test_without_a_match_the_least_recently_used_slot_is_taken() -> None:
+    table = SlotTable(2)
+    table.acquire([])
+    table.acquire([])
+    table.release(1, [5])
+    table.release(0, [6])
+    assert table.acquire([9]).slot == 1
+
+
+def test_disabled_cache_reuses_nothing() -> None:
+    table = SlotTable(1, enabled=False)
+    table.acquire([])
+    table.release(0, [1, 2, 3])
+    assert table.acquire([1, 2, 3, 4]).cached == 0
+
+
+GEMMA3_270M = KvShape(n_layer=18, n_head_kv=1, key_length=256, value_length=256, n_swa=512,
+                      swa_layers=15)
+
+
+def test_windowed_layers_make_slots_smaller() -> None:
+    windowed = kv_bytes_per_slot(GEMMA3_270M, 4096)
+    full = kv_bytes_per_slot(GEMMA3_270M, 4096, swa_full=True)
+    assert full == 18 * 4096 * 1024
+    assert windowed == (3 * 4096 + 15 * 1024) * 1024
+    assert full / windowed > 2.5
+
+
+def test_default_parallel_is_bounded_by_memory_and_cores() -> None:
+    per_slot = 27 * 2**20
+    assert default_parallel(per_slot, 2**40, cores=2) == 16
+    assert default_parallel(per_slot, 4 * per_slot, cores=2) == 1
+    assert default_parallel(per_slot, 0, cores=2) == 1

@@ -1,0 +1,137 @@
+"""Many clients at once against a real ``deskai serve``: batching, cancellation, backpressure,
+the prefix cache — through the official ``openai`` client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import REAL_MODEL, ServerProcess
+
+PROMPTS = [
+    "1, 2, 3, 4, 5,",
+    "The Eiffel Tower is located in the city of",
+    "Monday, Tuesday, Wednesday,",
+    "a, b, c, d, e, f,",
+    "January, February, March,",
+    "10, 20, 30, 40,",
+]
+SYSTEM = ("You are a careful assistant for a travel agency. Answer briefly and truthfully. "
+          "Never invent prices. ") * 12
+
+
+def client_for(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def one_slot_server(shared_home: Path) -> Iterator[ServerProcess]:
+    """A server with one slot and no queue: a second request is refused while one runs."""
+    proc = ServerProcess(shared_home, "--parallel", "1", "--max-queue", "0")
+    yield proc
+    proc.stop()
+
+
+def complete(client: openai.OpenAI, prompt: str, max_tokens: int = 10) -> str:
+    result = client.completions.create(model=REAL_MODEL, prompt=prompt, max_tokens=max_tokens,
+                                       temperature=0)
+    return result.choices[0].text
+
+
+def stream(client: openai.OpenAI, prompt: str, max_tokens: int = 10) -> str:
+    chunks = client.completions.create(model=REAL_MODEL, prompt=prompt, max_tokens=max_tokens,
+                                       temperature=0, stream=True)
+    return "".join(chunk.choices[0].text for chunk in chunks)
+
+
+def test_concurrent_streams_each_continue_their_own_prompt(server: ServerProcess) -> None:
+    client = client_for(server)
+    alone = [complete(client, prompt) for prompt in PROMPTS]
+    assert alone[0].startswith(" 6, 7, 8") and "Paris" in alone[1]
+    with ThreadPoolExecutor(len(PROMPTS) * 2) as pool:
+        together = list(pool.map(lambda p: stream(client, p), PROMPTS * 2))
+    assert together == alone * 2
+
+
+def test_repeated_system_prompt_hits_the_prefix_cache(server: ServerProcess) -> None:
+    client = client_for(server)
+    first = client.completions.create(model=REAL_MODEL, prompt=SYSTEM + "Question: hi?",
+                                      max_tokens=4, temperature=0)
+    second = client.completions.create(model=REAL_MODEL, prompt=SYSTEM + "Question: bye?",
+                                       max_tokens=4, temperature=0)
+    assert first.usage is not None and second.usage is not None
+    details = second.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens is not None
+    evaluated = second.usage.prompt_tokens - details.cached_tokens
+    assert details.cached_tokens > 100, "the shared system prompt was not recomputed"
+    assert 0 < evaluated < 10, "only the new question was evaluated"
+
+
+def test_full_queue_returns_503_with_retry_after(one_slot_server: ServerProcess) -> None:
+    client = client_for(one_slot_server)
+    with client.completions.with_streaming_response.create(
+            model=REAL_MODEL, prompt=PROMPTS[0], max_tokens=400, temperature=0,
+            stream=True) as busy:
+        lines = busy.iter_lines()  # held: a dropped iterator would close the response
+        next(lines)  # the one slot is now taken
+        refused = httpx.post(f"{one_slot_server.url}/v1/completions", timeout=30,
+                             json={"model": REAL_MODEL, "prompt": "hi", "max_tokens": 2})
+        assert refused.status_code == 503
+        assert int(refused.headers["Retry-After"]) >= 1
+        error = refused.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["code"] == "queue_full"
+        with pytest.raises(openai.APIStatusError) as raised:
+            complete(client, "hi", 2)
+        assert raised.value.status_code == 503
+
+
+def test_disconnect_frees_the_slot(one_slot_server: ServerProcess) -> None:
+    client = client_for(one_slot_server)
+    # 2,000 tokens would hold the only slot for half a minute or more if nobody noticed the
+    # client leaving; the next request only needs the slot to be freed.
+    with client.completions.with_streaming_response.create(
+            model=REAL_MODEL, prompt=PROMPTS[0], max_tokens=2000, temperature=0,
+            stream=True) as leaving:
+        lines = leaving.iter_lines()
+        for _ in range(3):
+            next(lines)
+    assert _eventually_served(client), "the slot was not freed after the client disconnected"
+
+
+def test_disconnect_of_a_non_streamed_request_frees_the_slot(
+        one_slot_server: ServerProcess) -> None:
+    client = client_for(one_slot_server)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{one_slot_server.url}/v1/completions", timeout=1.5,
+                   json={"model": REAL_MODEL, "prompt": PROMPTS[0], "max_tokens": 2000,
+                         "temperature": 0})
+    assert _eventually_served(client)
+
+
+def _eventually_served(client: openai.OpenAI, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            return complete(client, PROMPTS[0], 3).startswith(" 6")
+        except openai.APIStatusError as exc:
+            assert exc.status_code == 503
+            time.sleep(0.2)
+    return False
+
+
+def test_request_timeout_is_a_504(shared_home: Path) -> None:
+    proc = ServerProcess(shared_home, "--parallel", "1", "--timeout", "0.5")
+    try:
+        response = httpx.post(f"{proc.url}/v1/completions", timeout=60,
+                              json={"model": REAL_MODEL, "prompt": PROMPTS[0],
+                                    "max_tokens": 1500, "temperature": 0})
+    finally:
+        proc.stop()
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "request_timeout"
