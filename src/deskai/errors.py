@@ -6,7 +6,8 @@ The tree::
     ├── InvalidInputError            bad user input (400 / exit 2)
     │   ├── InvalidModelNameError    a model name that could escape the store
     │   ├── InvalidModelFileError    a file that is not, or no longer, a valid GGUF
-    │   └── ContextLengthError       a prompt longer than the model's context
+    │   ├── ContextLengthError       a prompt longer than the model's context
+    │   └── TrainingDataError        training data deskai refuses (bad lines, masked labels, ...)
     ├── NotFoundError (KeyError)     a lookup that found nothing (404 / exit 2)
     │   ├── ModelNotFoundError       no model of that name in the store
     │   ├── SourceNotFoundError      a pull reference (repo, file, quant, URL) that does not exist
@@ -17,7 +18,8 @@ The tree::
     ├── RequestTimeoutError          a request outlived the server's per-request timeout (504)
     ├── DownloadError                a pull that failed on the way (502)
     │   └── ChecksumMismatchError    downloaded bytes that do not match the published sha256
-    └── EngineError                  the inference engine failed (500)
+    ├── EngineError                  the inference engine failed (500)
+    └── TrainingError                a fine-tuning run that cannot start or go on (500)
 
 The server maps these to HTTP statuses in ``deskai.server.errors`` and the CLI maps them to a
 one-line message and exit status 2 in ``deskai.cli``; nothing else needs to know the mapping.
@@ -68,6 +70,12 @@ class ContextLengthError(InvalidInputError):
     """A prompt (plus the room asked for generation) longer than the model's context."""
 
     code = "context_length_exceeded"
+
+
+class TrainingDataError(InvalidInputError):
+    """Fine-tuning data that would train nothing or the wrong thing; the message names lines."""
+
+    code = "invalid_training_data"
 
 
 class NotFoundError(DeskaiError, KeyError):
@@ -156,3 +164,11 @@ class UnknownArchitectureError(NotFoundError):
     """A model the planner has no architecture for (not a file, store name, or catalog model)."""
 
     code = "unknown_architecture"
+
+
+class TrainingError(DeskaiError):
+    """A fine-tuning run that cannot start or continue (missing extra, mismatched resume)."""
+
+    http_status = 500
+    error_type = "server_error"
+    code = "training_failed"

@@ -5,7 +5,8 @@ Each module below registers its verbs on the shared ``app``; importing them is w
 
 from __future__ import annotations
 
-from deskai.cli import models, planner, pull, serving  # noqa: F401  (importing registers the verbs)
+# importing the verb modules is what registers their verbs
+from deskai.cli import models, planner, pull, serving, tune  # noqa: F401
 from deskai.cli._app import app, main, run_app
 
 __all__ = ["app", "main", "run_app"]

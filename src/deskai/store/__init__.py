@@ -10,9 +10,17 @@ from deskai.store.bundled import (
 )
 from deskai.store.gguf_info import GGUFInfo, read_gguf_info, read_gguf_metadata
 from deskai.store.names import ModelName, parse_model_name
-from deskai.store.store import MODEL_MEDIA_TYPE, Layer, Manifest, Store
+from deskai.store.store import (
+    ADAPTER_MEDIA_TYPE,
+    MODEL_MEDIA_TYPE,
+    PEFT_ADAPTER_MEDIA_TYPE,
+    Layer,
+    Manifest,
+    Store,
+)
 
 __all__ = [
+    "ADAPTER_MEDIA_TYPE",
     "BUNDLED_EMBEDDING_MODEL",
     "BUNDLED_MODEL",
     "MODEL_MEDIA_TYPE",
@@ -20,6 +28,7 @@ __all__ = [
     "Layer",
     "Manifest",
     "ModelName",
+    "PEFT_ADAPTER_MEDIA_TYPE",
     "Store",
     "ensure_bundled_model",
     "parse_model_name",

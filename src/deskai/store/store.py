@@ -37,6 +37,10 @@ from deskai.store.gguf_info import GGUFInfo, read_gguf_info
 from deskai.store.names import ModelName, parse_model_name
 
 MODEL_MEDIA_TYPE = "application/vnd.deskai.model.gguf"
+# A LoRA adapter in llama.cpp's GGUF form, applied over the model layer at load time.
+ADAPTER_MEDIA_TYPE = "application/vnd.deskai.adapter.gguf"
+# The same adapter as PEFT wrote it (adapter_model.safetensors), to keep training or merge later.
+PEFT_ADAPTER_MEDIA_TYPE = "application/vnd.deskai.adapter.peft.safetensors"
 MANIFEST_SCHEMA = 1
 _CHUNK = 4 * 1024 * 1024
 
@@ -67,6 +71,12 @@ class Manifest:
     @property
     def model_layer(self) -> Layer:
         return next(layer for layer in self.layers if layer.media_type == MODEL_MEDIA_TYPE)
+
+    @property
+    def adapter_layer(self) -> Layer | None:
+        """The GGUF LoRA applied over the base weights, for a tuned model; else None."""
+        return next((layer for layer in self.layers if layer.media_type == ADAPTER_MEDIA_TYPE),
+                    None)
 
     @property
     def size(self) -> int:
@@ -167,6 +177,29 @@ class Store:
             digest = f"sha256:{sha256_hex}"
             publish(tmp_file, self.blob_path(digest))
         return self._write_model_manifest(model_name, digest, info, source=source)
+
+    def add_blob(self, source: Path) -> Layer:
+        """Copy any file into the blobs (by digest) and return it as a layer without a type."""
+        self.sweep()
+        digest = self._copy_into_blobs(source, None)
+        return Layer("", digest, source.stat().st_size)
+
+    def register_adapter(self, name: str, base: str, adapter_gguf: Path, *,
+                         extra_layers: tuple[Layer, ...] = (),
+                         details: dict[str, Any] | None = None) -> Manifest:
+        """List ``name`` as base model ``base`` plus a GGUF LoRA adapter (base blob shared)."""
+        model_name = parse_model_name(name)
+        base_manifest = self.get(base)
+        adapter = self.add_blob(adapter_gguf)
+        layers = (base_manifest.model_layer,
+                  Layer(ADAPTER_MEDIA_TYPE, adapter.digest, adapter.size), *extra_layers)
+        merged = {**base_manifest.details, **(details or {}),
+                  "base_model": base_manifest.name,
+                  "base_digest": base_manifest.model_layer.digest}
+        manifest = Manifest(name=str(model_name), layers=layers, created_at=_now(),
+                            source=f"tune:{base_manifest.name}", details=merged)
+        self._write_manifest(model_name, manifest)
+        return manifest
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
