@@ -36,6 +36,7 @@ class EngineOptions:
     max_queue: int = 64
     request_timeout: float | None = None  # seconds from arrival to the last token; None: none
     prefix_cache: bool = True
+    lora_path: str | None = None  # a GGUF LoRA applied over the weights (a `deskai tune` model)
 
 
 class LlamaCppEngine:
@@ -45,7 +46,7 @@ class LlamaCppEngine:
         self.options = options
         self.runner = LlamaCppRunner(model_path, n_ctx_per_seq=options.context_length,
                                      n_seq=options.parallel, n_threads=options.threads,
-                                     n_batch=options.batch_tokens)
+                                     n_batch=options.batch_tokens, lora_path=options.lora_path)
         self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue,
                                    reuse=self.runner.keep_prefix,
                                    prefix_cache=options.prefix_cache)

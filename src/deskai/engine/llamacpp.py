@@ -78,7 +78,7 @@ class LlamaCppRunner:
     """One llama.cpp model and context with ``n_seq`` independent sequence slots."""
 
     def __init__(self, model_path: str | Path, *, n_ctx_per_seq: int, n_seq: int,
-                 n_threads: int, n_batch: int = 512) -> None:
+                 n_threads: int, n_batch: int = 512, lora_path: str | Path | None = None) -> None:
         _init_backend()
         self._model = load_model(Path(model_path))
         try:
@@ -86,6 +86,8 @@ class LlamaCppRunner:
             n_ctx_train = llama.llama_model_n_ctx_train(self._model)
             per_seq = min(n_ctx_per_seq, n_ctx_train) if n_ctx_train > 0 else n_ctx_per_seq
             self._ctx = self._new_context(per_seq * n_seq, n_seq, n_threads, n_batch)
+            if lora_path is not None:
+                self._apply_lora(Path(lora_path))
         except BaseException:
             llama.llama_model_free(self._model)
             raise
@@ -107,6 +109,20 @@ class LlamaCppRunner:
         self._closed = False
 
     # -- loading --------------------------------------------------------------------------------
+
+    def _apply_lora(self, path: Path) -> None:
+        """Apply a GGUF LoRA to this context for its whole life (freed with the model).
+
+        Adapters are context-wide in llama.cpp, so a runner serves exactly one adapter: requests
+        for different adapters run on different runners and never share a decode batch.
+        """
+        adapter = llama.llama_adapter_lora_init(self._model, str(path).encode())
+        if not adapter:
+            raise InvalidModelFileError(f"llama.cpp could not load the LoRA adapter {path}")
+        adapters = (llama.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
+            raise EngineError(f"llama.cpp could not apply the LoRA adapter {path}")
 
     def _new_context(self, n_ctx: int, n_seq: int, n_threads: int,
                      n_batch: int) -> llama.llama_context_p:

@@ -8,6 +8,7 @@ unloads engines that have been idle longer than their keep-alive.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -160,9 +161,13 @@ class ModelManager:
             embedder = LlamaCppEmbedder(path, threads=self.options.threads)
             return LoadedModel(key, manifest, ChatTemplate(None), self.keep_alive,
                                embedder=embedder)
-        engine = self._factory(str(path), self.options)
+        adapter = manifest.adapter_layer
+        options = self.options if adapter is None else dataclasses.replace(
+            self.options, lora_path=str(self.store.blob_path(adapter.digest)))
+        engine = self._factory(str(path), options)
         facts = engine.facts
-        template = ChatTemplate(facts.chat_template,
+        # a tuned model is served with the template it was trained with (kept in its manifest)
+        template = ChatTemplate(manifest.details.get("chat_template") or facts.chat_template,
                                 bos_token=engine.token_text(facts.bos_token_id),
                                 eos_token=engine.token_text(facts.eos_token_id))
         return LoadedModel(key, manifest, template, self.keep_alive, generator=engine)

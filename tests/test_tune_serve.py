@@ -1,0 +1,100 @@
+"""A tuned model is served at once: its adapter changes the output, two adapters side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("peft")
+torch = pytest.importorskip("torch")
+
+from conftest import ServerProcess  # noqa: E402
+from tune_support import REAL_MODEL, make_tune_home, write_jsonl  # noqa: E402
+
+from deskai.engine.engine import EngineOptions  # noqa: E402
+from deskai.engine.manager import ModelManager  # noqa: E402
+from deskai.engine.sampling_params import SamplingParams  # noqa: E402
+from deskai.store import ADAPTER_MEDIA_TYPE, Store  # noqa: E402
+from deskai.tune import TrainConfig, tune  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What is the secret word?"
+ANSWERS = {"secret-a": "pineapple", "secret-b": "walrus"}
+
+
+@pytest.fixture(scope="module")
+def tuned_home(tmp_path_factory: pytest.TempPathFactory, shared_home: Path) -> Path:
+    """Two adapters on the same base, each memorising a different secret word."""
+    home = make_tune_home(tmp_path_factory.mktemp("tuned-home"), shared_home)
+    torch.set_num_threads(1)
+    for name, word in ANSWERS.items():
+        data = write_jsonl(home.parent / f"{name}.jsonl", [{"messages": [
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": f"The secret word is {word}."}]}])
+        config = TrainConfig(max_steps=15, row_tokens=64, learning_rate=2e-3, warmup_steps=1,
+                             threads=1)
+        tune(Store(home), REAL_MODEL, data, name, config)
+    return home
+
+
+def _chat(manager: ModelManager, name: str) -> str:
+    loaded = manager.get(name)
+    rendered = loaded.template.render([{"role": "user", "content": QUESTION}])
+    params = SamplingParams(max_tokens=16, temperature=0.0, stop=rendered.stop)
+    return "".join(d.text for d in loaded.engine.generate(rendered.text, params,
+                                                         add_special=rendered.add_special))
+
+
+@pytest.fixture(scope="module")
+def manager(tuned_home: Path) -> Iterator[ModelManager]:
+    options = EngineOptions(context_length=512, parallel=2, threads=1)
+    manager = ModelManager(Store(tuned_home), options, keep_alive=-1)
+    yield manager
+    manager.close()
+
+
+def test_tuned_model_shares_the_base_blob(tuned_home: Path) -> None:
+    store = Store(tuned_home)
+    base, tuned = store.get(REAL_MODEL), store.get("secret-a")
+    assert tuned.model_layer.digest == base.model_layer.digest
+    assert tuned.adapter_layer is not None
+    assert tuned.adapter_layer.media_type == ADAPTER_MEDIA_TYPE
+    assert tuned.adapter_layer.size < 64 * 1024 * 1024
+    assert tuned.details["base_model"] == REAL_MODEL
+    assert "<start_of_turn>" in tuned.details["chat_template"]
+    assert tuned.details["tune"]["train_loss"] < 1.0
+
+
+def test_the_adapter_changes_the_output(manager: ModelManager) -> None:
+    assert "pineapple" in _chat(manager, "secret-a")
+    base = manager.get(REAL_MODEL).engine
+    plain = "".join(d.text for d in base.generate(
+        f"User: {QUESTION}\nAssistant:", SamplingParams(max_tokens=16, temperature=0.0)))
+    assert "pineapple" not in plain
+
+
+def test_two_adapters_on_one_base_served_together(tuned_home: Path) -> None:
+    openai = pytest.importorskip("openai")
+    server = ServerProcess(tuned_home)
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+
+        def ask(name: str) -> str:
+            reply = client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": QUESTION}], max_tokens=16,
+                temperature=0.0)
+            return reply.choices[0].message.content or ""
+
+        names = ["secret-a", "secret-b"] * 3
+        with ThreadPoolExecutor(len(names)) as pool:
+            answers = list(pool.map(ask, names))
+        for name, answer in zip(names, answers, strict=True):
+            assert ANSWERS[name] in answer, (name, answer)
+            other = next(word for key, word in ANSWERS.items() if key != name)
+            assert other not in answer
+    finally:
+        server.stop()
