@@ -1,0 +1,252 @@
+"""Serving benchmark: deskai vs llama.cpp's C++ llama-server vs llama-cpp-python's server.
+
+    python bench/run.py [--levels 1,4,16,32] [--prompt-tokens 64] [--output-tokens 128]
+                        [--threads 2] [--out docs]
+
+Same GGUF (gemma3:270m), same thread count, same load generator (``deskai.benchmark``) for
+every server; llama-bench and llama-batched-bench give the kernels' ceilings. The C++ tools are
+built once from the llama.cpp sources inside llama-cpp-python's sdist, under
+~/.cache/deskai-bench (outside the repository). Writes OUT/benchmarks.json, OUT/benchmarks.png
+and prints the markdown tables that docs/benchmarks.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from deskai.benchmark.loadgen import LoadSpec, make_prompt, one_request, run_benchmark
+from deskai.benchmark.report import plot
+from deskai.engine.capacity import kv_bytes_per_slot, kv_shape_from_metadata
+from deskai.store import Store, ensure_bundled_model
+from deskai.store.gguf_info import read_gguf_metadata
+
+CACHE = Path(os.environ.get("DESKAI_BENCH_CACHE", "~/.cache/deskai-bench")).expanduser()
+LLAMA_CPP_PYTHON = "0.3.36"
+MODEL = "gemma3:270m"
+CTX_PER_SLOT = 2048
+TWO_GIB = 2 * 2**30
+
+
+def tools() -> Path:
+    """Build llama-server, llama-bench and llama-batched-bench once; return their bin dir."""
+    bin_dir = CACHE / "build" / "bin"
+    if all((bin_dir / name).exists() for name in ("llama-server", "llama-bench",
+                                                  "llama-batched-bench")):
+        return bin_dir
+    sdist = CACHE / "sdist"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                    f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(sdist)], check=True)
+    subprocess.run(["tar", "xzf", str(next(sdist.glob("*.tar.gz"))), "-C", str(CACHE)],
+                   check=True)
+    source = CACHE / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
+    subprocess.run(["cmake", "-S", str(source), "-B", str(CACHE / "build"), "-DGGML_NATIVE=ON",
+                    "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                    "-DLLAMA_BUILD_EXAMPLES=OFF"], check=True)
+    subprocess.run(["cmake", "--build", str(CACHE / "build"), "-j2", "--target", "llama-server",
+                    "llama-bench", "llama-batched-bench"], check=True)
+    return bin_dir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One server process, its log in a file, stopped by its own pid."""
+
+    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> None:
+        self.name, self.url = name, f"http://127.0.0.1:{port}"
+        self.log = Path(tempfile.mkstemp(prefix=f"bench-{port}-", suffix=".log")[1])
+        with self.log.open("w") as sink:
+            self.process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT,
+                                            env={**os.environ, **env})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{name} did not come up")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def server_commands(gguf: Path, bin_dir: Path, threads: int, slots: int,
+                    home: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    py = sys.executable
+    return {
+        "deskai": ([py, "-m", "deskai", "serve", "--threads", str(threads), "--context",
+                    str(CTX_PER_SLOT), "--parallel", str(slots), "--port", "{port}"],
+                   {"DESKAI_HOME": str(home)}),
+        "llama-server (C++)": ([str(bin_dir / "llama-server"), "-m", str(gguf), "-t",
+                                str(threads), "-tb", str(threads), "-np", str(slots), "-c",
+                                str(CTX_PER_SLOT * slots), "--host", "127.0.0.1", "--port",
+                                "{port}", "-a", MODEL], {}),
+        "llama_cpp.server": ([py, "-m", "llama_cpp.server", "--model", str(gguf), "--n_threads",
+                              str(threads), "--n_ctx", str(CTX_PER_SLOT), "--model_alias",
+                              MODEL, "--port", "{port}"], {}),
+    }
+
+
+def prefix_ttft(url: str, prefix_tokens: int = 1000, rounds: int = 3) -> dict[str, float]:
+    """TTFT of a request whose 1,000-token prefix is new (cold) vs already cached (warm)."""
+    async def measure() -> dict[str, float]:
+        cold, warm = [], []
+        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+            for round_ in range(rounds):
+                prefix = make_prompt(10_000 + round_, prefix_tokens)
+                for store, question in ((cold, "Question one?"), (warm, "Question two?")):
+                    spec = LoadSpec(url, MODEL, 0, 4)
+                    timing = await one_request(client, spec, 0, f"{prefix} {question}")
+                    store.append(timing.ttft)
+        return {"cold_ttft_s": sorted(cold)[len(cold) // 2],
+                "warm_ttft_s": sorted(warm)[len(warm) // 2]}
+    return asyncio.run(measure())
+
+
+def identical_rate(url: str, n: int = 16, tokens: int = 48) -> dict[str, float]:
+    """How often a greedy output in a full batch equals the same prompt run alone."""
+    prompts = [make_prompt(20_000 + i, 64) for i in range(n)]
+
+    def body(prompt: str) -> dict[str, object]:
+        return {"model": MODEL, "prompt": prompt, "max_tokens": tokens, "temperature": 0}
+
+    with httpx.Client(base_url=url, timeout=600) as client:
+        alone = [client.post("/v1/completions", json=body(p)).json()["choices"][0]["text"]
+                 for p in prompts]
+
+    async def together() -> list[str]:
+        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+            replies = await asyncio.gather(*(client.post("/v1/completions", json=body(p))
+                                             for p in prompts))
+        return [r.json()["choices"][0]["text"] for r in replies]
+
+    batched = asyncio.run(together())
+    same = sum(a == b for a, b in zip(alone, batched))
+    prefix_words = [len(os.path.commonprefix([a.split(), b.split()])) / max(len(a.split()), 1)
+                    for a, b in zip(alone, batched)]
+    return {"identical": same, "of": n, "rate": same / n,
+            "mean_shared_prefix": sum(prefix_words) / n}
+
+
+def ceilings(bin_dir: Path, gguf: Path, threads: int, levels: list[int], prompt: int,
+             output: int) -> dict[str, object]:
+    bench = subprocess.run([str(bin_dir / "llama-bench"), "-m", str(gguf), "-t", str(threads),
+                            "-p", str(prompt), "-n", str(output), "-o", "json"],
+                           capture_output=True, text=True, check=True)
+    rows = json.loads(bench.stdout)
+    tg = next(r["avg_ts"] for r in rows if r["n_gen"] > 0)
+    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] > 0)
+    batched = subprocess.run([str(bin_dir / "llama-batched-bench"), "-m", str(gguf), "-t",
+                              str(threads), "-c", str(CTX_PER_SLOT * max(levels)), "-b", "2048",
+                              "-ub", "512", "-npp", str(prompt), "-ntg", str(output), "-npl",
+                              ",".join(map(str, levels)), "--output-format", "jsonl"],
+                             capture_output=True, text=True, check=True)
+    per_level = {}
+    for line in batched.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            per_level[int(row["pl"])] = {"tg_tok_s": row["speed_tg"], "pp_tok_s": row["speed_pp"],
+                                         "all_tok_s": row["speed"],
+                                         "out_tok_s_with_prefill":
+                                             row["pl"] * row["tg"] / row["t"]}
+    return {"llama_bench": {"tg_tok_s": tg, "pp_tok_s": pp}, "batched_bench": per_level}
+
+
+def llama_server_kv_mib(log: Path) -> float:
+    """Total KV cache MiB that llama-server reported allocating (base + SWA caches)."""
+    sizes = re.findall(r"llama_kv_cache: size =\s*([\d.]+) MiB", log.read_text())
+    return sum(float(s) for s in sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="1,4,16,32")
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--output-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--skip", default="", help="servers to leave out, comma-separated")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    bin_dir = tools()
+    home = Path(tempfile.mkdtemp(prefix="deskai-bench-home-"))
+    store = Store(home)
+    ensure_bundled_model(store)
+    gguf = store.resolve(MODEL)
+    results: dict[str, object] = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version(), "load_before": os.getloadavg()},
+        "settings": {**vars(args), "out": str(args.out), "ctx_per_slot": CTX_PER_SLOT},
+    }
+    results["ceilings"] = ceilings(bin_dir, gguf, args.threads, levels, args.prompt_tokens,
+                                   args.output_tokens)
+    print(json.dumps(results["ceilings"], indent=1), flush=True)
+    series, servers = {}, {}
+    skip = set(filter(None, args.skip.split(",")))
+    for name, (argv, env) in server_commands(gguf, bin_dir, args.threads, max(levels),
+                                             home).items():
+        if name in skip:
+            continue
+        port = free_port()
+        server = Server(name, [a.replace("{port}", str(port)) for a in argv], port, env)
+        try:
+            spec = LoadSpec(server.url, MODEL, args.prompt_tokens, args.output_tokens)
+            level_results = run_benchmark(spec, levels)
+            series[name] = level_results
+            entry: dict[str, object] = {"levels": [r.to_dict() for r in level_results],
+                                        "command": " ".join(argv)}
+            if name != "llama_cpp.server":
+                entry["prefix_cache"] = prefix_ttft(server.url)
+            if name == "deskai":
+                entry["batched_vs_solo"] = identical_rate(server.url)
+            if name.startswith("llama-server"):
+                entry["kv_mib_total"] = llama_server_kv_mib(server.log)
+            servers[name] = entry
+            print(name, json.dumps(entry, indent=1), flush=True)
+        finally:
+            server.stop()
+    shape = kv_shape_from_metadata(read_gguf_metadata(gguf))
+    per_slot = kv_bytes_per_slot(shape, CTX_PER_SLOT)
+    results["servers"] = servers
+    results["kv"] = {"deskai_bytes_per_slot": per_slot,
+                     "deskai_slots_in_2gib": TWO_GIB // per_slot,
+                     "full_size_bytes_per_slot": kv_bytes_per_slot(shape, CTX_PER_SLOT,
+                                                                    swa_full=True)}
+    results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=1))
+    tg = {level: v["out_tok_s_with_prefill"]
+          for level, v in results["ceilings"]["batched_bench"].items()}  # type: ignore[index]
+    plot(series, args.out / "benchmarks.png", ceilings={"llama-batched-bench": tg},
+         title=f"{MODEL}, {args.threads} threads, {args.prompt_tokens} in / "
+               f"{args.output_tokens} out")
+    print(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.png'}")
+
+
+if __name__ == "__main__":
+    main()
