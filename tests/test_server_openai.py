@@ -96,7 +96,7 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("max_tokens", -1), ("max_tokens", 0), ("temperature", 5), ("top_p", 0), ("seed", -3),
-    ("stop", [""]), ("n", 3),
+    ("stop", [""]), ("n", 50), ("presence_penalty", 3), ("logit_bias", {"x": 1}),
 ])
 def test_bad_parameters_are_400(client: openai.OpenAI, field: str, value: object) -> None:
     with pytest.raises(openai.BadRequestError) as caught:

@@ -61,12 +61,20 @@ def serve(
     keep_alive: float = typer.Option(None, "--keep-alive",
                                      help="Seconds an idle model stays loaded; <0 forever."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
+    api_key: str = typer.Option(None, "--api-key", envvar="DESKAI_API_KEY",
+                                help="Require 'Authorization: Bearer KEY' on every route but "
+                                     "/health ($DESKAI_API_KEY)."),
+    cors_origin: list[str] = typer.Option(None, "--cors-origin",
+                                          help="Allow browser calls from this origin "
+                                               "(repeatable); CORS is off otherwise."),
+    max_body_mb: float = typer.Option(8.0, "--max-body-mb", min=0.001,
+                                      help="Largest request body accepted, in MB."),
 ) -> None:
     """Serve the store's models through the OpenAI API."""
     import uvicorn
 
     from deskai.engine.manager import ModelManager
-    from deskai.server.app import create_app
+    from deskai.server.app import ServerSettings, create_app
 
     _configure_logging(log_level)
     store = Store()
@@ -84,7 +92,10 @@ def serve(
                   f"{options.context_length} tokens ({why}), {options.threads} threads, "
                   f"queue of {options.max_queue}", highlight=False)
     try:
-        uvicorn.run(create_app(manager, store), host=bind_host, port=bind_port,
+        settings = ServerSettings(api_key=api_key or None,
+                                  max_body_bytes=int(max_body_mb * 1024 * 1024),
+                                  cors_origins=tuple(cors_origin or ()))
+        uvicorn.run(create_app(manager, store, settings), host=bind_host, port=bind_port,
                     log_level=log_level, access_log=False, log_config=None)
     finally:
         manager.close()

@@ -54,6 +54,11 @@ class ChatTemplate:
     def is_fallback(self) -> bool:
         return not self.source
 
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the template renders a ``tools`` list itself."""
+        return bool(self.source) and "tools" in (self.source or "")
+
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
                tools: list[dict[str, Any]] | None = None) -> RenderedPrompt:
         if not messages:
@@ -84,6 +89,8 @@ def render_fallback(messages: list[dict[str, Any]], add_generation_prompt: bool)
         role, content = message.get("role", "user"), _text_of(message.get("content"))
         if role in {"system", "developer"}:
             parts.append(f"{content}\n\n")
+        elif role == "tool":
+            parts.append(f"Tool result: {content}\n")
         else:
             parts.append(f"{_ROLE_LABELS.get(role, role.title())}: {content}\n")
     if add_generation_prompt:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts, is_plain_greedy
+from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts, TokenLogprobs, is_plain_greedy
 from deskai.engine.request import Delta, DeltaSink, FinishReason, Request
 from deskai.engine.sampling_params import SamplingParams
 from deskai.engine.scheduler import ScheduledEntry, Scheduler
@@ -168,15 +168,20 @@ class LlamaCppEngine:
                 row = next(rows)
                 token = (self.runner.argmax(row) if request.sampler is None
                          else self.runner.sample(request.sampler, row))
-                self._accept_token(request, token)
+                top = request.params.logprobs
+                logprobs = self.runner.logprobs(row, token, top) if top is not None else None
+                self._accept_token(request, token, logprobs)
 
-    def _accept_token(self, request: Request, token: int) -> None:
+    def _accept_token(self, request: Request, token: int,
+                      logprobs: TokenLogprobs | None = None) -> None:
         if request.first_token_time is None:
             request.first_token_time = time.monotonic()
         if self.runner.is_end_of_generation(token):
             self._finish(request, FinishReason.STOP, tail=request.detokenizer.flush())
             return
         request.output_tokens.append(token)
+        if logprobs is not None:
+            request.pending_logprobs.append(logprobs)
         piece = request.detokenizer.push(self.runner.token_bytes(token))
         if piece.stopped:
             self._finish(request, FinishReason.STOP, tail=piece.text, last_token=token)
@@ -203,10 +208,12 @@ class LlamaCppEngine:
     @staticmethod
     def _delta(request: Request, text: str, ids: tuple[int, ...],
                reason: FinishReason | None, error: str | None = None) -> Delta:
+        logprobs = tuple(request.pending_logprobs)
+        request.pending_logprobs.clear()
         return Delta(text=text, token_ids=ids, finish_reason=reason,
                      prompt_tokens=request.num_prompt_tokens,
                      completion_tokens=request.num_output_tokens,
-                     cached_tokens=request.num_cached, error=error)
+                     cached_tokens=request.num_cached, error=error, logprobs=logprobs)
 
     def _stop_cancelled_and_expired(self) -> None:
         """Free the slots of requests whose client left or whose deadline passed: this runs

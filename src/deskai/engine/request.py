@@ -9,6 +9,7 @@ from enum import Enum, auto
 from typing import Any
 
 from deskai.engine.detokenizer import IncrementalDetokenizer
+from deskai.engine.llamacpp import TokenLogprobs
 from deskai.engine.sampling_params import SamplingParams
 
 
@@ -37,6 +38,7 @@ class Delta:
     completion_tokens: int
     cached_tokens: int = 0
     error: str | None = None
+    logprobs: tuple[TokenLogprobs, ...] = ()  # one per token whose text this delta carries
 
 
 DeltaSink = Callable[[Delta], None]
@@ -58,6 +60,7 @@ class Request:
     num_cached: int = 0         # of those, how many were reused from an earlier request
     num_fed_outputs: int = 0    # output tokens fed back through the model (so in the KV cache)
     output_tokens: list[int] = field(default_factory=list)
+    pending_logprobs: list[TokenLogprobs] = field(default_factory=list)  # not yet in a delta
     pending_token: int | None = None  # sampled, not yet fed back through the model
     sampler: Any = None
     detokenizer: IncrementalDetokenizer = field(init=False)

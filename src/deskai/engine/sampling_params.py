@@ -26,6 +26,12 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    grammar: str | None = None  # GBNF; output is constrained to it
+    grammar_triggers: list[str] = field(default_factory=list)  # lazy: constrain from a match
+    logprobs: int | None = None  # report the chosen token's logprob and this many top ones
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -48,6 +54,15 @@ class SamplingParams:
                                     param="stop")
         if any(not s for s in self.stop):
             raise InvalidInputError("stop sequences must not be empty", param="stop")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2.0 <= getattr(self, name) <= 2.0:
+                raise InvalidInputError(f"{name} must be between -2 and 2", param=name)
+        if any(not -100 <= bias <= 100 for bias in self.logit_bias.values()):
+            raise InvalidInputError("logit_bias values must be between -100 and 100",
+                                    param="logit_bias")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise InvalidInputError("top_logprobs must be between 0 and 20",
+                                    param="top_logprobs")
         if self.repeat_penalty <= 0:
             raise InvalidInputError("repeat_penalty must be positive", param="repeat_penalty")
 

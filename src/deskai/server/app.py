@@ -1,8 +1,9 @@
 """The HTTP application: the route table, and the state every handler reaches the engine by.
 
 Routes, grouped:
-    health      GET  /health
-    openai      GET  /v1/models
+    health      GET  /health                         (open even with an API key)
+    metrics     GET  /metrics                        (Prometheus text)
+    openai      GET  /v1/models, /v1/models/{id}
                 POST /v1/completions
                 POST /v1/chat/completions
                 POST /v1/embeddings
@@ -16,21 +17,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse
 
 from deskai import __version__
 from deskai.engine.manager import ModelManager
 from deskai.server.errors import install_error_handlers
+from deskai.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from deskai.server.metrics import ServerMetrics
 from deskai.server.ollama_routes import router as ollama_router
 from deskai.server.openai_embeddings import router as embeddings_router
 from deskai.server.openai_routes import router as openai_router
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
+from deskai.server.security import DEFAULT_MAX_BODY_BYTES, ApiKeyMiddleware, BodyLimitMiddleware
 from deskai.store import Store
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
+    """What ``deskai serve`` decides about the HTTP edge."""
+
     api_key: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
 
 
 def create_app(manager: ModelManager, store: Store,
@@ -39,14 +49,27 @@ def create_app(manager: ModelManager, store: Store,
                   description="OpenAI-compatible API of a personal AI supercomputer.")
     app.state.manager = manager
     app.state.store = store
-    app.state.settings = settings or ServerSettings()
+    settings = settings or ServerSettings()
+    app.state.settings = settings
+    app.state.metrics = ServerMetrics(manager)
     install_error_handlers(app)
+    # Added last runs first: log → CORS → key → size limit → JSON body → routes.
     app.add_middleware(JSONBodyMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(RequestLogMiddleware)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, object]:
         return {"status": "ok", "loaded_models": [m.name for m in manager.loaded()]}
+
+    @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     app.include_router(openai_router, tags=["openai"])
     app.include_router(embeddings_router, tags=["openai"])

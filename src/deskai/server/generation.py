@@ -8,12 +8,14 @@ through an asyncio queue. When the client goes away, the route's generator is cl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from deskai.engine.llamacpp import TokenLogprobs
 from deskai.engine.manager import LoadedModel, ModelManager
 from deskai.engine.request import Delta, FinishReason
 from deskai.engine.sampling_params import SamplingParams
@@ -29,6 +31,7 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens reused from the prefix cache, not computed again
+    logprobs: list[TokenLogprobs] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -56,6 +59,10 @@ class DeltaStream:
             lambda delta: loop.call_soon_threadsafe(self._deltas.put_nowait, delta),
             add_special=add_special)
         self._done = False
+        self._model = loaded.name
+        self._metrics = getattr(http_request.app.state, "metrics", None) if http_request else None
+        self._last_token_at = time.monotonic()
+        self._seen_token = False
 
     def __aiter__(self) -> DeltaStream:
         return self
@@ -66,6 +73,8 @@ class DeltaStream:
         delta = await self._deltas.get()
         if self._http_request is not None:
             record_usage(self._http_request, delta)
+        if self._metrics is not None:
+            self._observe(delta)
         if delta.finish_reason is not None:
             self._done = True
         if delta.finish_reason is FinishReason.ERROR:
@@ -77,11 +86,24 @@ class DeltaStream:
     def close(self) -> None:
         self._request.cancel()
 
+    def _observe(self, delta: Delta) -> None:
+        metrics, model = self._metrics, self._model
+        if delta.token_ids:
+            now = time.monotonic()
+            latency = (metrics.inter_token_latency if self._seen_token
+                       else metrics.time_to_first_token)
+            latency.labels(model).observe(now - self._last_token_at)
+            self._last_token_at, self._seen_token = now, True
+        if delta.finish_reason is not None:
+            metrics.prompt_tokens.labels(model).inc(delta.prompt_tokens)
+            metrics.generated_tokens.labels(model).inc(delta.completion_tokens)
+
 
 async def generate_text(loaded: LoadedModel, prompt: str | list[int], params: SamplingParams,
                         *, add_special: bool = True,
                         http_request: Request | None = None) -> Generation:
     parts: list[str] = []
+    logprobs: list[TokenLogprobs] = []
     last: Delta | None = None
     stream = DeltaStream(loaded, prompt, params, add_special=add_special,
                          http_request=http_request)
@@ -90,6 +112,7 @@ async def generate_text(loaded: LoadedModel, prompt: str | list[int], params: Sa
     try:
         async for delta in stream:
             parts.append(delta.text)
+            logprobs.extend(delta.logprobs)
             last = delta
     finally:
         stream.close()
@@ -97,7 +120,8 @@ async def generate_text(loaded: LoadedModel, prompt: str | list[int], params: Sa
             watcher.cancel()
     assert last is not None and last.finish_reason is not None
     return Generation("".join(parts), last.finish_reason.value, last.prompt_tokens,
-                      last.completion_tokens, cached_tokens=last.cached_tokens)
+                      last.completion_tokens, cached_tokens=last.cached_tokens,
+                      logprobs=logprobs)
 
 
 async def _cancel_on_disconnect(http_request: Request, stream: DeltaStream,

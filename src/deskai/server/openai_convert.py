@@ -9,25 +9,35 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deskai.engine.chat_template import ChatTemplate, RenderedPrompt
-from deskai.engine.request import Delta
+from deskai.engine.grammar import JSON_OBJECT_SCHEMA, schema_to_grammar
 from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.tool_calls import (
+    ToolCall,
+    ToolPlan,
+    messages_for_generic_format,
+    parse_tool_calls,
+    plan_tools,
+    tools_system_prompt,
+)
 from deskai.errors import InvalidInputError
 from deskai.server.generation import Generation
+from deskai.server.openai_logprobs import TokenBytes, to_chat_logprobs, to_completion_logprobs
 from deskai.server.openai_models import (
     AssistantMessage,
     ChatChoice,
-    ChatChunkChoice,
     ChatCompletion,
-    ChatCompletionChunk,
     ChatCompletionRequest,
-    ChatDelta,
     Completion,
     CompletionChoice,
     CompletionRequest,
+    FunctionCall,
     PromptTokensDetails,
+    ResponseFormat,
+    ToolCallOut,
     Usage,
     _SamplingFields,
 )
@@ -45,14 +55,28 @@ def now() -> int:
 
 
 def sampling_params(body: _SamplingFields, *, max_tokens: int | None,
-                    extra_stop: list[str] | None = None) -> SamplingParams:
+                    extra_stop: list[str] | None = None, grammar: str | None = None,
+                    logprobs: int | None = None) -> SamplingParams:
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
         seed=body.seed,
         stop=body.stop_list + (extra_stop or []),
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        logit_bias=body.logit_bias_ids,
+        grammar=grammar,
+        logprobs=logprobs,
     )
+
+
+def choice_params(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """One parameter set per choice; with a seed, choice i samples with seed + i."""
+    if n == 1:
+        return [params]
+    return [replace(params, seed=None if params.seed is None else (params.seed + i) % 2**32)
+            for i in range(n)]
 
 
 def from_completion_request(body: CompletionRequest) -> tuple[str | list[int], SamplingParams]:
@@ -65,15 +89,57 @@ def from_completion_request(body: CompletionRequest) -> tuple[str | list[int], S
     else:
         prompt = body.prompt  # a string, or token ids
     max_tokens = body.max_tokens or COMPLETION_DEFAULT_MAX_TOKENS
-    return prompt, sampling_params(body, max_tokens=max_tokens)
+    return prompt, sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs)
 
 
-def from_chat_request(body: ChatCompletionRequest,
-                      template: ChatTemplate) -> tuple[RenderedPrompt, SamplingParams]:
+@dataclass(frozen=True, slots=True)
+class ChatPlan:
+    """A chat request made native: the prompt, how to sample, and what tools may be called."""
+
+    rendered: RenderedPrompt
+    params: SamplingParams
+    tools: ToolPlan | None
+
+
+def from_chat_request(body: ChatCompletionRequest, template: ChatTemplate) -> ChatPlan:
     messages = [message.model_dump(exclude_none=True) for message in body.messages]
-    rendered = template.render(messages)
-    params = sampling_params(body, max_tokens=body.token_limit, extra_stop=rendered.stop)
-    return rendered, params
+    tools = plan_tools(body.tools, body.tool_choice, body.parallel_tool_calls)
+    grammar = response_format_grammar(body.response_format)
+    if tools is not None and grammar is not None:
+        raise InvalidInputError("response_format cannot be combined with tools; tool calls "
+                                "already have a fixed JSON shape", param="response_format")
+    template_tools = None
+    if tools is not None and template.supports_tools:
+        template_tools = body.tools
+    elif tools is not None:
+        messages = _with_tools_prompt(messages_for_generic_format(messages), tools)
+    rendered = template.render(messages, tools=template_tools)
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    params = sampling_params(body, max_tokens=body.token_limit, extra_stop=rendered.stop,
+                             grammar=tools.grammar if tools else grammar, logprobs=logprobs)
+    return ChatPlan(rendered, params, tools)
+
+
+def response_format_grammar(response_format: ResponseFormat | None) -> str | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return schema_to_grammar(JSON_OBJECT_SCHEMA)
+    spec = response_format.json_schema or {}
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise InvalidInputError("response_format.json_schema.schema must be a JSON schema",
+                                param="response_format")
+    return schema_to_grammar(schema)
+
+
+def _with_tools_prompt(messages: list[dict[str, Any]], tools: ToolPlan) -> list[dict[str, Any]]:
+    prompt = tools_system_prompt(tools.tools)
+    if messages and messages[0].get("role") in {"system", "developer"}:
+        first = messages[0]
+        return [{**first, "content": f"{first.get('content') or ''}\n\n{prompt}"},
+                *messages[1:]]
+    return [{"role": "system", "content": prompt}, *messages]
 
 
 def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:
@@ -82,51 +148,50 @@ def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0)
                  prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens))
 
 
-def to_completion(result: Generation, model: str) -> Completion:
-    return Completion(
-        id=new_id("cmpl"), created=now(), model=model,
-        choices=[CompletionChoice(text=result.text, finish_reason=result.finish_reason)],
-        usage=usage_of(result.prompt_tokens, result.completion_tokens, result.cached_tokens))
+def total_usage(results: list[Generation]) -> Usage:
+    """Usage over all choices: the prompt counted once, every choice's tokens added."""
+    first = results[0]
+    return usage_of(first.prompt_tokens, sum(r.completion_tokens for r in results),
+                    first.cached_tokens)
 
 
-def to_chat_completion(result: Generation, model: str) -> ChatCompletion:
-    return ChatCompletion(
-        id=new_id("chatcmpl"), created=now(), model=model,
-        choices=[ChatChoice(message=AssistantMessage(content=result.text),
-                            finish_reason=result.finish_reason)],
-        usage=usage_of(result.prompt_tokens, result.completion_tokens, result.cached_tokens))
+def to_completion(results: list[Generation], model: str, *, token_bytes: TokenBytes,
+                  logprobs: int | None = None) -> Completion:
+    choices = [CompletionChoice(
+        index=index, text=result.text, finish_reason=result.finish_reason,
+        logprobs=None if logprobs is None else to_completion_logprobs(
+            result.logprobs, token_bytes, with_top=logprobs > 0))
+        for index, result in enumerate(results)]
+    return Completion(id=new_id("cmpl"), created=now(), model=model, choices=choices,
+                      usage=total_usage(results))
 
 
-def to_completion_chunk(delta: Delta, *, chunk_id: str, created: int,
-                        model: str) -> dict[str, Any]:
-    finish = delta.finish_reason.value if delta.finish_reason else None
-    return Completion(id=chunk_id, created=created, model=model,
-                      choices=[CompletionChoice(text=delta.text, finish_reason=finish)]
-                      ).model_dump(exclude_none=True)
+def to_chat_completion(results: list[Generation], model: str, *, plan: ChatPlan,
+                       token_bytes: TokenBytes) -> ChatCompletion:
+    choices = []
+    for index, result in enumerate(results):
+        message, finish = to_assistant_message(result.text, result.finish_reason, plan.tools)
+        choices.append(ChatChoice(
+            index=index, message=message, finish_reason=finish,
+            logprobs=to_chat_logprobs(result.logprobs, token_bytes)
+            if plan.params.logprobs is not None else None))
+    return ChatCompletion(id=new_id("chatcmpl"), created=now(), model=model, choices=choices,
+                          usage=total_usage(results))
 
 
-def to_chat_chunk(delta: Delta | None, *, chunk_id: str, created: int,
-                  model: str) -> dict[str, Any]:
-    """A chat stream chunk; ``None`` makes the opening chunk that carries the role."""
-    if delta is None:
-        choice = ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))
-    else:
-        finish = delta.finish_reason.value if delta.finish_reason else None
-        content = delta.text if delta.text or finish is None else None
-        choice = ChatChunkChoice(delta=ChatDelta(content=content), finish_reason=finish)
-    chunk = ChatCompletionChunk(id=chunk_id, created=created, model=model, choices=[choice])
-    data = chunk.model_dump(exclude_none=True)
-    data["choices"][0]["finish_reason"] = choice.finish_reason
-    return data
+def to_assistant_message(text: str, finish_reason: str,
+                         tools: ToolPlan | None) -> tuple[AssistantMessage, str]:
+    """The assistant's reply: tool calls when the output is one, else its text."""
+    calls = parse_tool_calls(text) if tools is not None and finish_reason == "stop" else None
+    if calls is None:
+        return AssistantMessage(content=text), finish_reason
+    return AssistantMessage(content=None, tool_calls=[to_tool_call(c) for c in calls]), \
+        "tool_calls"
 
 
-def to_usage_chunk(delta: Delta, *, chunk_id: str, created: int, model: str,
-                   chat: bool) -> dict[str, Any]:
-    """The final chunk ``stream_options.include_usage`` asks for: no choices, just usage."""
-    kind = "chat.completion.chunk" if chat else "text_completion"
-    return {"id": chunk_id, "object": kind, "created": created, "model": model, "choices": [],
-            "usage": usage_of(delta.prompt_tokens, delta.completion_tokens,
-                              delta.cached_tokens).model_dump()}
+def to_tool_call(call: ToolCall) -> ToolCallOut:
+    return ToolCallOut(id=call.id, function=FunctionCall(name=call.name,
+                                                         arguments=call.arguments))
 
 
 def sse(data: dict[str, Any] | str) -> str:

@@ -6,7 +6,7 @@ Each handler converts the request (``openai_convert``), runs the one native path
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from deskai.engine.manager import LoadedModel, ModelManager
-from deskai.engine.request import Delta
-from deskai.errors import DeskaiError
+from deskai.engine.sampling_params import SamplingParams
 from deskai.server import openai_convert as convert
-from deskai.server.errors import error_body
 from deskai.server.generation import DeltaStream, generate_text, leased_model
 from deskai.server.openai_models import (
     ChatCompletion,
@@ -27,10 +25,15 @@ from deskai.server.openai_models import (
     ModelCard,
     ModelList,
 )
+from deskai.server.openai_stream import (
+    ChatChunker,
+    Chunker,
+    CompletionChunker,
+    sse_response,
+)
 from deskai.store import Store
 
 router = APIRouter()
-ChunkMaker = Callable[[Delta], dict[str, Any]]
 
 
 def _manager(request: Request) -> ModelManager:
@@ -50,69 +53,71 @@ def list_models(request: Request) -> ModelList:
     return ModelList(data=cards)
 
 
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+def get_model(model_id: str, request: Request) -> ModelCard:
+    manifest = _store(request).get(model_id)
+    return ModelCard(id=manifest.name,
+                     created=int(datetime.fromisoformat(manifest.created_at).timestamp()))
+
+
 @router.post("/v1/completions", response_model=Completion)
 async def create_completion(body: CompletionRequest, request: Request) -> Any:
     prompt, params = convert.from_completion_request(body)
     async with leased_model(_manager(request), body.model) as loaded:
+        token_bytes = loaded.engine.runner.token_bytes
+        every_params = convert.choice_params(params, body.n)
         if body.stream:
-            return _sse_response(request, loaded, body.model, DeltaStream(
-                loaded, prompt, params, http_request=request), chat=False,
-                include_usage=_wants_usage(body))
-        result = await generate_text(loaded, prompt, params, http_request=request)
-    return convert.to_completion(result, body.model)
+            streams = _open_streams(loaded, prompt, every_params, True, request)
+            chunkers: list[Chunker] = [CompletionChunker(i, token_bytes, body.logprobs)
+                                       for i in range(body.n)]
+            return _stream(request, loaded, streams, chunkers, body, chat=False)
+        results = await asyncio.gather(*(generate_text(loaded, prompt, p, http_request=request)
+                                         for p in every_params))
+    return convert.to_completion(list(results), body.model, token_bytes=token_bytes,
+                                 logprobs=body.logprobs)
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
     async with leased_model(_manager(request), body.model) as loaded:
-        rendered, params = convert.from_chat_request(body, loaded.template)
+        plan = convert.from_chat_request(body, loaded.template)
+        token_bytes = loaded.engine.runner.token_bytes
+        prompt, add_special = plan.rendered.text, plan.rendered.add_special
+        every_params = convert.choice_params(plan.params, body.n)
         if body.stream:
-            return _sse_response(request, loaded, body.model, DeltaStream(
-                loaded, rendered.text, params, add_special=rendered.add_special,
-                http_request=request), chat=True, include_usage=_wants_usage(body))
-        result = await generate_text(loaded, rendered.text, params,
-                                     add_special=rendered.add_special, http_request=request)
-    return convert.to_chat_completion(result, body.model)
+            streams = _open_streams(loaded, prompt, every_params, add_special, request)
+            chunkers: list[Chunker] = [ChatChunker(i, token_bytes, plan.tools, body.logprobs)
+                                       for i in range(body.n)]
+            return _stream(request, loaded, streams, chunkers, body, chat=True)
+        results = await asyncio.gather(*(
+            generate_text(loaded, prompt, p, add_special=add_special, http_request=request)
+            for p in every_params))
+    return convert.to_chat_completion(list(results), body.model, plan=plan,
+                                      token_bytes=token_bytes)
 
 
-def _wants_usage(body: CompletionRequest | ChatCompletionRequest) -> bool:
-    return bool(body.stream_options and body.stream_options.include_usage)
+def _open_streams(loaded: LoadedModel, prompt: str | list[int],
+                  every_params: list[SamplingParams], add_special: bool,
+                  request: Request) -> list[DeltaStream]:
+    """Start every choice's generation now, so that bad input fails before any byte is sent."""
+    streams: list[DeltaStream] = []
+    try:
+        for params in every_params:
+            streams.append(DeltaStream(loaded, prompt, params, add_special=add_special,
+                                       http_request=request))
+    except BaseException:
+        for stream in streams:
+            stream.close()
+        raise
+    return streams
 
 
-def _sse_response(request: Request, loaded: LoadedModel, model: str, stream: DeltaStream, *,
-                  chat: bool, include_usage: bool) -> StreamingResponse:
-    """Stream ``stream`` as SSE; the model stays leased until the last chunk is sent."""
-    chunk_id = convert.new_id("chatcmpl" if chat else "cmpl")
-    created = convert.now()
-    make: ChunkMaker = (
-        (lambda d: convert.to_chat_chunk(d, chunk_id=chunk_id, created=created, model=model))
-        if chat else
-        (lambda d: convert.to_completion_chunk(d, chunk_id=chunk_id, created=created,
-                                               model=model)))
+def _stream(request: Request, loaded: LoadedModel, streams: list[DeltaStream],
+            chunkers: list[Chunker], body: CompletionRequest | ChatCompletionRequest, *,
+            chat: bool) -> StreamingResponse:
+    """SSE for ``streams``; the model stays leased until the last chunk is sent."""
     manager = _manager(request)
     manager.hold(loaded)  # the handler's own lease ends when it returns the response
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            if chat:
-                yield convert.sse(convert.to_chat_chunk(None, chunk_id=chunk_id,
-                                                        created=created, model=model))
-            last: Delta | None = None
-            async for delta in stream:
-                last = delta
-                if delta.text or delta.finish_reason is not None:
-                    yield convert.sse(make(delta))
-            if include_usage and last is not None:
-                yield convert.sse(convert.to_usage_chunk(last, chunk_id=chunk_id,
-                                                         created=created, model=model,
-                                                         chat=chat))
-        except DeskaiError as exc:
-            yield convert.sse(error_body(exc.message, exc.error_type, param=exc.param,
-                                         code=exc.code))
-        finally:
-            stream.close()
-            manager.release(loaded)
-        yield convert.sse("[DONE]")
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return sse_response(streams, chunkers, model=body.model, chat=chat,
+                        include_usage=include_usage, on_close=lambda: manager.release(loaded))

@@ -1,4 +1,5 @@
-"""Request plumbing: bodies read as JSON, and one log line per request: method, path, status, prompt and generated tokens, duration.
+"""Request plumbing: bodies read as JSON, and one log line per request (method, path,
+status, prompt and generated tokens, duration).
 
 A pure ASGI middleware, so the line is written when the last byte of the body has gone out —
 after a stream ends, with its final token counts (which handlers leave on ``request.state``).
@@ -65,3 +66,8 @@ def _log_line(scope: Scope, status: int, seconds: float, note: str = "") -> None
     prompt, completion = state.get("prompt_tokens", 0), state.get("completion_tokens", 0)
     log.info("%s %s %d prompt_tokens=%d completion_tokens=%d %.3fs%s", scope["method"],
              scope["path"], status, prompt, completion, seconds, f" {note}" if note else "")
+    metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+    if metrics is not None:
+        # the route's template, not the raw path, so that labels stay few
+        route = getattr(scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(route, scope["method"], str(status)).inc()

@@ -1,0 +1,188 @@
+"""Tool calling: how tools are shown to a model, how its calls are constrained and parsed.
+
+deskai's generic format, used when the model's chat template cannot render tools itself (and
+always for the output, which a grammar constrains)::
+
+    {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
+
+The grammar is built from the tools' JSON schemas, so ``arguments`` always parses and validates.
+``tool_choice`` decides the grammar's root: ``required`` or a named function allows only calls;
+``auto`` allows either calls or plain text (text may not start with ``{``); ``none`` adds no
+grammar and no tools.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from deskai.engine.grammar import schema_to_grammar
+from deskai.errors import InvalidInputError
+
+TOOLS_SYSTEM_PROMPT = (
+    "You can call these functions. To call one or more, reply with only a JSON object of the "
+    'form {{"tool_calls": [{{"name": <function name>, "arguments": <arguments object>}}]}}. '
+    "Otherwise reply normally.\n\nFunctions:\n{functions}"
+)
+_HERMES_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+_FREE_TEXT_RULES = (
+    'root ::= deskai-calls | free-text\n'
+    'free-text ::= [^{ \\t\\n] [^\\x00]* | [ \\t\\n]+ [^{ \\t\\n] [^\\x00]*\n'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPlan:
+    """What a request's tools and tool_choice mean for generation."""
+
+    tools: list[Tool]
+    mode: str  # "auto", "required" or "named"
+    parallel: bool
+    grammar: str
+
+    @property
+    def calls_only(self) -> bool:
+        return self.mode != "auto"
+
+
+def parse_tools(raw_tools: list[dict[str, Any]]) -> list[Tool]:
+    tools = []
+    for index, raw in enumerate(raw_tools):
+        function = raw.get("function") if raw.get("type", "function") == "function" else None
+        if not isinstance(function, dict) or not function.get("name"):
+            raise InvalidInputError(f"tools[{index}] must be a function with a name",
+                                    param="tools")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        tools.append(Tool(str(function["name"]), str(function.get("description", "")),
+                          parameters))
+    names = [tool.name for tool in tools]
+    if len(set(names)) != len(names):
+        raise InvalidInputError("tool names must be unique", param="tools")
+    return tools
+
+
+def plan_tools(raw_tools: list[dict[str, Any]] | None, tool_choice: Any,
+               parallel: bool) -> ToolPlan | None:
+    """Turn ``tools``/``tool_choice`` into a grammar; ``None`` when no tool may be called."""
+    if not raw_tools or tool_choice == "none":
+        if isinstance(tool_choice, dict) or tool_choice == "required":
+            raise InvalidInputError("tool_choice asks for a tool but no tools were given",
+                                    param="tool_choice")
+        return None
+    tools = parse_tools(raw_tools)
+    mode, allowed = _choice(tool_choice, tools)
+    grammar = schema_to_grammar(calls_schema(allowed, parallel=parallel), param="tools")
+    grammar = grammar.replace("root ::=", "deskai-calls ::=", 1)
+    if mode == "auto":
+        grammar = _FREE_TEXT_RULES + grammar
+    else:
+        grammar = "root ::= deskai-calls\n" + grammar
+    return ToolPlan(tools, mode, parallel, grammar)
+
+
+def _choice(tool_choice: Any, tools: list[Tool]) -> tuple[str, list[Tool]]:
+    if tool_choice in (None, "auto"):
+        return "auto", tools
+    if tool_choice == "required":
+        return "required", tools
+    if isinstance(tool_choice, dict):
+        name = (tool_choice.get("function") or {}).get("name")
+        chosen = [tool for tool in tools if tool.name == name]
+        if not chosen:
+            raise InvalidInputError(f"tool_choice names {name!r}, which is not in tools",
+                                    param="tool_choice")
+        return "named", chosen
+    raise InvalidInputError("tool_choice must be 'none', 'auto', 'required' or "
+                            '{"type": "function", "function": {"name": ...}}',
+                            param="tool_choice")
+
+
+def calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any]:
+    """JSON schema of the generic tool-call object, one branch per allowed tool."""
+    call_branches = [{
+        "type": "object",
+        "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    } for tool in tools]
+    calls: dict[str, Any] = {"type": "array", "minItems": 1,
+                             "items": call_branches[0] if len(call_branches) == 1
+                             else {"anyOf": call_branches}}
+    if not parallel:
+        calls["maxItems"] = 1
+    return {"type": "object", "properties": {"tool_calls": calls}, "required": ["tool_calls"],
+            "additionalProperties": False}
+
+
+def tools_system_prompt(tools: list[Tool]) -> str:
+    functions = "\n".join(json.dumps({"name": t.name, "description": t.description,
+                                      "parameters": t.parameters}) for t in tools)
+    return TOOLS_SYSTEM_PROMPT.format(functions=functions)
+
+
+def parse_tool_calls(text: str) -> list[ToolCall] | None:
+    """Tool calls in ``text`` (generic JSON or Hermes ``<tool_call>`` tags), else ``None``."""
+    stripped = text.strip()
+    raw_calls: list[Any] = []
+    if stripped.startswith("{"):
+        try:
+            document = json.loads(stripped)
+        except json.JSONDecodeError:
+            return None
+        raw_calls = document.get("tool_calls", []) if isinstance(document, dict) else []
+    else:
+        for match in _HERMES_CALL.finditer(text):
+            try:
+                raw_calls.append(json.loads(match.group(1)))
+            except json.JSONDecodeError:
+                return None
+    calls = [ToolCall(new_call_id(), str(c["name"]), json.dumps(c.get("arguments", {})))
+             for c in raw_calls if isinstance(c, dict) and "name" in c]
+    return calls or None
+
+
+def new_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def messages_for_generic_format(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Assistant tool calls and tool results as plain text, for templates without tools."""
+    converted = []
+    for message in messages:
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            calls = [{"name": call["function"]["name"],
+                      "arguments": _arguments_object(call["function"].get("arguments"))}
+                     for call in message["tool_calls"]]
+            converted.append({"role": "assistant",
+                              "content": json.dumps({"tool_calls": calls})})
+        elif message.get("role") == "tool":
+            converted.append({"role": "tool", "content": f"{message.get('content', '')}"})
+        else:
+            converted.append(message)
+    return converted
+
+
+def _arguments_object(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
