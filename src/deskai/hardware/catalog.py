@@ -56,7 +56,8 @@ class Accelerator:
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key, "name": self.name, "kind": self.kind,
-            "memory_bytes": self.memory_bytes, "memory_bandwidth_bytes_per_s": self.memory_bandwidth,
+            "memory_bytes": self.memory_bytes,
+            "memory_bandwidth_bytes_per_s": self.memory_bandwidth,
             "tflops": dict(self.tflops), "intra_node_bytes_per_s": self.intra_node_bandwidth,
             "inter_node_bytes_per_s": self.inter_node_bandwidth, "power_w": self.power_w,
             "os_reserved_bytes": self.os_reserved_bytes, "sources": dict(self.sources),
