@@ -168,3 +168,14 @@ def test_packing_and_data_order_are_deterministic(tmp_path: Path) -> None:
         assert sum(len(samples[i].input_ids) for i in row) <= 128
     assert sorted(i for row in plan for i in row) == sorted(list(range(len(samples))) * 2)
     assert pack_rows(samples, [0, 1], 10_000) == [[0, 1]]
+
+
+
+def test_cli_reports_bad_data_in_one_line_with_exit_2(
+        tmp_path: Path, deskai_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deskai.cli import run_app
+
+    path = _write(tmp_path, ["{\"messages\": []}", "oops"])
+    assert run_app(["tune", "gemma3:270m", str(path), "--name", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "line 1:" in err and "line 2: not JSON" in err

@@ -98,3 +98,23 @@ def test_two_adapters_on_one_base_served_together(tuned_home: Path) -> None:
             assert other not in answer
     finally:
         server.stop()
+
+
+def test_merged_gguf_answers_like_the_adapter(tuned_home: Path, manager: ModelManager) -> None:
+    """``--merge``: one re-quantized GGUF with the trained template, served on its own."""
+    from deskai.store.atomic import temp_path
+    from deskai.store.store import _sha256_of
+    from deskai.tune.merge import merge_adapter_into_gguf
+
+    store = Store(tuned_home)
+    tuned = store.get("secret-a")
+    tmp = temp_path(store.tmp_dir, hint="-merged")
+    merge_adapter_into_gguf(store.resolve(REAL_MODEL),
+                            tuned_home / "tune" / "secret-a%3Alatest" / "adapter", tmp,
+                            chat_template=tuned.details["chat_template"],
+                            quantization=tuned.details["quantization"])
+    merged = store.adopt_blob(tmp, _sha256_of(tmp), "secret-merged", source="test")
+    assert merged.details["has_chat_template"]
+    assert merged.adapter_layer is None
+    assert merged.size < store.get(REAL_MODEL).size * 1.1
+    assert "pineapple" in _chat(manager, "secret-merged")

@@ -21,13 +21,13 @@ def tune_model(
     data: Path = typer.Argument(..., help="Training data: chat `messages` JSONL (also Alpaca, "
                                 "ShareGPT, {\"text\"} lines, or a .txt file)."),
     name: str = typer.Option(..., "--name", "-n", help="Name of the tuned model, NAME[:TAG]."),
-    epochs: int = typer.Option(2, help="Passes over the training data."),
+    epochs: int = typer.Option(3, help="Passes over the training data."),
     max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0: all)."),
-    learning_rate: float = typer.Option(2e-4, "--lr", help="Peak learning rate (AdamW)."),
+    learning_rate: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW)."),
     rank: int = typer.Option(16, help="LoRA rank."),
     alpha: float = typer.Option(32.0, help="LoRA alpha (scale = alpha / rank)."),
     dropout: float = typer.Option(0.0, help="LoRA dropout."),
-    row_tokens: int = typer.Option(1024, "--row-tokens", help="Tokens per step (samples are "
+    row_tokens: int = typer.Option(512, "--row-tokens", help="Tokens per step (samples are "
                                    "packed into rows this long)."),
     max_length: int = typer.Option(1024, "--max-length", help="Longest sample accepted."),
     val_fraction: float = typer.Option(0.05, "--val-fraction", help="Held out for val loss."),
@@ -36,6 +36,8 @@ def tune_model(
     threads: int = typer.Option(0, help="CPU threads (0: every core)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of "
                                 "a run with the same name, data and options."),
+    merge: bool = typer.Option(False, "--merge", help="Write one merged GGUF, re-quantized "
+                               "like the base, instead of base + adapter."),
 ) -> None:
     """Fine-tune BASE on DATA with LoRA and add the result to the store as NAME."""
     config = TrainConfig(rank=rank, alpha=alpha, dropout=dropout, learning_rate=learning_rate,
@@ -43,7 +45,8 @@ def tune_model(
                          checkpoint_every=checkpoint_every, seed=seed, threads=threads)
     with _training_progress() as on_event:
         outcome = tune(Store(), base, data, name, config, max_length=max_length,
-                       val_fraction=val_fraction, resume=resume, on_event=on_event)
+                       val_fraction=val_fraction, resume=resume, on_event=on_event,
+                       merge=merge)
     result = outcome.result
     before = f"{result.val_loss_before:.3f} → " if result.val_loss_before is not None else ""
     val = f", val loss {before}{result.val_loss:.3f}" if result.val_loss is not None else ""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deskai.errors import TrainingError
-from deskai.store import Store
+from deskai.store import Store, resolve_model_path
 from deskai.store.atomic import fsync_dir
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -38,10 +39,15 @@ def require_torch() -> Any:
     try:
         import peft  # noqa: F401
         import torch
-        import transformers  # noqa: F401
+        import transformers
     except ImportError as exc:
         raise TrainingError(f"fine-tuning needs the tune extra ({exc.name} is missing): "
                             "pip install torch==2.13.0 'deskai[tune]'") from None
+    # deskai draws its own progress; transformers' per-tensor bars and deprecation notes
+    # would bury it
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     return torch
 
 
@@ -52,6 +58,7 @@ def resolve_base(store: Store, base: str) -> BaseModel:
         if not (path / "config.json").is_file():
             raise TrainingError(f"{path}: not a Hugging Face model directory (no config.json)")
         return BaseModel(str(path), path, None, None)
+    resolve_model_path(store, base)  # registers the bundled model on first use, like `run`
     manifest = store.get(base)
     layer = manifest.model_layer
     gguf = store.blob_path(layer.digest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from deskai import config as settings
@@ -55,9 +55,11 @@ def split_validation(samples: list[Sample], fraction: float,
 
 def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConfig, *,
          max_length: int = 1024, val_fraction: float = 0.05, resume: bool = False,
-         on_event: EventCallback | None = None, register: bool = True) -> TuneOutcome:
+         on_event: EventCallback | None = None, register: bool = True,
+         merge: bool = False) -> TuneOutcome:
     """Fine-tune ``base`` on ``data`` and list the result as ``name``."""
     parse_model_name(name)  # refuse a bad name before an hour of training
+    dataset = load_dataset(data)  # and malformed data before loading any weights
     torch = require_torch()
     torch.set_num_threads(config.threads or settings.threads())
     base_model = resolve_base(store, base)
@@ -68,7 +70,6 @@ def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConf
     try:
         template = gguf_chat_template(tokenizer)
         formatter = make_formatter(template, tokenizer)
-        dataset = load_dataset(data)
         samples = tokenize_dataset(dataset, formatter, min(max_length, config.row_tokens))
     finally:
         tokenizer.close()
@@ -90,6 +91,7 @@ def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConf
     if register:
         details = {
             "chat_template": template.source,
+            "has_chat_template": bool(template.source),
             "chat_stop": [] if template.source else ["\nUser:"],
             "tune": {
                 "hyperparameters": trainer.fingerprint(),
@@ -101,11 +103,27 @@ def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConf
                 "tokens_per_second": result.tokens_per_second,
             },
         }
-        manifest = register_tuned_model(store, name, base_model.name, adapter_dir,
-                                        base_model.hf_dir, details)
+        if merge:
+            manifest = _register_merged(store, name, base_model.name, adapter_dir,
+                                        template.source, config.threads or settings.threads())
+        else:
+            manifest = register_tuned_model(store, name, base_model.name, adapter_dir,
+                                            base_model.hf_dir, details)
         trainer.emit("registered", name=manifest.name)
     return TuneOutcome(manifest, result, run_dir, adapter_dir)
 
 
-def describe(config: TrainConfig) -> dict[str, object]:
-    return asdict(config)
+def _register_merged(store: Store, name: str, base: str, adapter_dir: Path,
+                     chat_template: str | None, threads: int) -> Manifest:
+    """``--merge``: one standalone re-quantized GGUF instead of base + adapter."""
+    from deskai.store.atomic import temp_path
+    from deskai.store.store import _sha256_of
+    from deskai.tune.merge import merge_adapter_into_gguf
+
+    base_manifest = store.get(base)
+    tmp = temp_path(store.tmp_dir, hint="-merged")
+    merge_adapter_into_gguf(store.blob_path(base_manifest.model_layer.digest), adapter_dir, tmp,
+                            chat_template=chat_template,
+                            quantization=base_manifest.details.get("quantization"),
+                            threads=threads)
+    return store.adopt_blob(tmp, _sha256_of(tmp), name, source=f"tune:{base} (merged)")

@@ -38,10 +38,10 @@ class TrainConfig:
     rank: int = 16
     alpha: float = 32.0
     dropout: float = 0.0
-    learning_rate: float = 2e-4
-    epochs: int = 2
+    learning_rate: float = 5e-4
+    epochs: int = 3
     max_steps: int | None = None  # stop early (tests, smoke runs); None trains every epoch
-    row_tokens: int = 1024  # tokens per optimizer step (samples packed end to end)
+    row_tokens: int = 512  # tokens per optimizer step (samples packed end to end)
     warmup_steps: int = 5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
