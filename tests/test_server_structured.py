@@ -84,7 +84,8 @@ def test_named_tool_choice_calls_that_tool(client: openai.OpenAI) -> None:
 def test_streamed_tool_call_deltas_are_keyed_by_index(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model=REAL_MODEL, messages=ASK, tools=[WEATHER_TOOL],  # type: ignore[list-item]
-        tool_choice="required", temperature=0, max_tokens=60, stream=True)
+        tool_choice="required", parallel_tool_calls=False, temperature=0, max_tokens=60,
+        stream=True)
     arguments: dict[int, str] = {}
     names: dict[int, str] = {}
     finish = None

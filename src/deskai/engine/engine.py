@@ -9,6 +9,7 @@ forwards deltas to its event loop.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from deskai.engine.scheduler import ScheduledEntry, Scheduler
 from deskai.errors import ContextLengthError, DeskaiError, EngineError, InvalidInputError
 
 _request_ids = itertools.count(1)
+log = logging.getLogger("deskai.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class EngineOptions:
     max_queue: int = 64
     request_timeout: float | None = None  # seconds from arrival to the last token; None: none
     prefix_cache: bool = True
+    batch_invariant: bool = False  # one llama_decode per sequence: batched output == solo
     lora_path: str | None = None  # a GGUF LoRA applied over the weights (a `deskai tune` model)
 
 
@@ -49,7 +52,10 @@ class LlamaCppEngine:
                                      n_batch=options.batch_tokens, lora_path=options.lora_path)
         self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue,
                                    reuse=self.runner.keep_prefix,
-                                   prefix_cache=options.prefix_cache)
+                                   # a reused prefix was computed in other chunks
+                                   prefix_cache=options.prefix_cache
+                                   and not options.batch_invariant,
+                                   batch_invariant=options.batch_invariant)
         self._work = threading.Condition()
         self._closing = False
         self.last_used = time.monotonic()
@@ -88,12 +94,20 @@ class LlamaCppEngine:
         self._check_fits(tokens)
         request = Request(request_id=f"req-{next(_request_ids)}", prompt_tokens=tokens,
                           params=params, sink=sink, max_total_tokens=self.context_length)
+        # built here, on the caller's thread, so a bad grammar or bias is the caller's 400
+        if not is_plain_greedy(params):  # plain greedy is an argmax, no chain
+            request.sampler = self.runner.new_sampler(params)
         if self.options.request_timeout is not None:
             request.deadline = request.arrival_time + self.options.request_timeout
         with self._work:
             if self._closing:
+                self._free_sampler(request)
                 raise EngineError("the model is being unloaded")
-            self.scheduler.enqueue(request)
+            try:
+                self.scheduler.enqueue(request)
+            except DeskaiError:
+                self._free_sampler(request)
+                raise
             self.last_used = time.monotonic()
             self._work.notify()
         return request
@@ -135,18 +149,27 @@ class LlamaCppEngine:
             if closing:
                 self._cancel_everything()
                 return
-            self.step()
+            try:
+                self.step()
+            except Exception:  # a bug must fail its requests, not silently stop the engine
+                log.exception("engine step failed; failing the running requests")
+                for request in list(self.scheduler.running):
+                    self._finish(request, FinishReason.ERROR, error="internal engine error")
 
     def step(self) -> None:
         """Schedule → run one batch → sample → postprocess."""
         self._stop_cancelled_and_expired()
         with self._work:
-            plan, admitted = self.scheduler.schedule()
-        for request in admitted:
-            if not is_plain_greedy(request.params):  # plain greedy is an argmax, no chain
-                request.sampler = self.runner.new_sampler(request.params)
-        if not plan:
-            return
+            plan, _admitted = self.scheduler.schedule()
+        # batch-invariant mode pays one llama_decode per sequence: the same shapes, so the
+        # same rounding, as each request run alone
+        batches = [[entry] for entry in plan] if self.options.batch_invariant else [plan]
+        for batch in batches:
+            if batch:
+                self._run(batch)
+        self.last_used = time.monotonic()
+
+    def _run(self, plan: list[ScheduledEntry]) -> None:
         try:
             rows = self.runner.decode([scheduled.entry for scheduled in plan])
         except DeskaiError as exc:
@@ -154,7 +177,6 @@ class LlamaCppEngine:
                 self._finish(scheduled.request, FinishReason.ERROR, error=str(exc))
             return
         self._postprocess(plan, iter(rows))
-        self.last_used = time.monotonic()
 
     def _postprocess(self, plan: list[ScheduledEntry], rows: Iterator[int]) -> None:
         for scheduled in plan:
@@ -198,12 +220,15 @@ class LlamaCppEngine:
             # the slot keeps its tokens for the prefix cache, unless a failed decode left them
             # in an unknown state
             self.scheduler.release(request, keep_cache=reason is not FinishReason.ERROR)
-        if request.sampler is not None:
-            self.runner.free_sampler(request.sampler)
-            request.sampler = None
+        self._free_sampler(request)
         request.finish_reason = reason
         ids = (last_token,) if last_token is not None else ()
         request.sink(self._delta(request, tail, ids, reason, error))
+
+    def _free_sampler(self, request: Request) -> None:
+        if request.sampler is not None:
+            self.runner.free_sampler(request.sampler)
+            request.sampler = None
 
     @staticmethod
     def _delta(request: Request, text: str, ids: tuple[int, ...],

@@ -60,6 +60,7 @@ class BatchEntry:
     wants_logits: bool  # sample after the last token of this entry
 
 
+_PENALTY_CANDIDATES = 256
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama_token_data
 
 
@@ -295,7 +296,11 @@ class LlamaCppRunner:
                 *(llama.llama_logit_bias(token, bias) for token, bias in params.logit_bias.items()))
             yield llama.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), biases)
         if (params.repeat_penalty, params.frequency_penalty, params.presence_penalty) != (1, 0, 0):
-            yield llama.llama_sampler_init_penalties(256, params.repeat_penalty,
+            # penalties scan every candidate: narrow to the likely ones first (llama.cpp's
+            # advice), wide enough that a penalty never runs out of alternatives
+            yield llama.llama_sampler_init_top_k(max(params.top_k, _PENALTY_CANDIDATES))
+            yield llama.llama_sampler_init_penalties(self.facts.n_vocab, 256,
+                                                     params.repeat_penalty,
                                                      params.frequency_penalty,
                                                      params.presence_penalty)
 
