@@ -157,3 +157,20 @@ def test_request_timeout_stops_a_request(real_gguf: Path) -> None:
         eng.close()
     assert deltas[-1].finish_reason is FinishReason.TIMEOUT
     assert deltas[-1].completion_tokens < 400
+
+
+def test_batch_invariant_mode_matches_solo_exactly(real_gguf: Path) -> None:
+    from deskai.benchmark.loadgen import make_prompt
+
+    eng = LlamaCppEngine(real_gguf, EngineOptions(context_length=512, parallel=4, threads=2,
+                                                  batch_tokens=64, batch_invariant=True))
+    prompts = [make_prompt(index, 90) for index in range(4)]  # two 64-token chunks each
+    try:
+        alone = [solo(eng, prompt, greedy(24))[0] for prompt in prompts]
+        collectors = [Collector() for _ in prompts]
+        for prompt, collector in zip(prompts, collectors):
+            eng.add_request(prompt, greedy(24), collector)
+        assert all(collector.done.wait(120) for collector in collectors)
+    finally:
+        eng.close()
+    assert [collector.text for collector in collectors] == alone

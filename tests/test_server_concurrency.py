@@ -93,6 +93,7 @@ def test_full_queue_returns_503_with_retry_after(one_slot_server: ServerProcess)
 
 def test_disconnect_frees_the_slot(one_slot_server: ServerProcess) -> None:
     client = client_for(one_slot_server)
+    assert _eventually_served(client)  # the previous test's stream may still be winding down
     # 2,000 tokens would hold the only slot for half a minute or more if nobody noticed the
     # client leaving; the next request only needs the slot to be freed.
     with client.completions.with_streaming_response.create(
@@ -107,6 +108,7 @@ def test_disconnect_frees_the_slot(one_slot_server: ServerProcess) -> None:
 def test_disconnect_of_a_non_streamed_request_frees_the_slot(
         one_slot_server: ServerProcess) -> None:
     client = client_for(one_slot_server)
+    assert _eventually_served(client)
     with pytest.raises(httpx.TimeoutException):
         httpx.post(f"{one_slot_server.url}/v1/completions", timeout=1.5,
                    json={"model": REAL_MODEL, "prompt": PROMPTS[0], "max_tokens": 2000,

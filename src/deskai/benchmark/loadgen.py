@@ -84,6 +84,17 @@ async def one_request(client: httpx.AsyncClient, spec: LoadSpec, index: int,
     body = {"model": spec.model, "prompt": text,
             "max_tokens": spec.output_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
+    for attempt in range(3):
+        try:
+            return await _stream_once(client, body)
+        except httpx.RemoteProtocolError:
+            # a keep-alive connection the server closed while idle; open a new one
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _stream_once(client: httpx.AsyncClient, body: dict[str, object]) -> RequestTiming:
     start = time.perf_counter()
     arrivals: list[float] = []
     usage_tokens: int | None = None

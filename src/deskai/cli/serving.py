@@ -21,10 +21,12 @@ _CONTEXT_HELP = "Context length per request, in tokens ($DESKAI_CONTEXT)."
 
 
 def engine_options(threads: int | None, context: int | None, parallel: int, *,
-                   max_queue: int = 64, timeout: float | None = None) -> EngineOptions:
+                   max_queue: int = 64, timeout: float | None = None,
+                   batch_invariant: bool = False) -> EngineOptions:
     return EngineOptions(context_length=context or config.context_length(),
                          parallel=parallel, threads=threads or config.threads(),
-                         max_queue=max_queue, request_timeout=timeout)
+                         max_queue=max_queue, request_timeout=timeout,
+                         batch_invariant=batch_invariant)
 
 
 def choose_parallel(store: Store, context: int) -> tuple[int, str]:
@@ -58,6 +60,10 @@ def serve(
                                   help="Requests that may wait for a slot; beyond, 503."),
     timeout: float = typer.Option(None, "--timeout", min=0.001,
                                   help="Seconds a request may take, queue included; then 504."),
+    batch_invariant: bool = typer.Option(
+        False, "--batch-invariant",
+        help="Decode each request on its own so batched output is bit-identical to a solo run "
+             "(slower; no prefix cache)."),
     keep_alive: float = typer.Option(None, "--keep-alive",
                                      help="Seconds an idle model stays loaded; <0 forever."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
@@ -84,7 +90,7 @@ def serve(
     if parallel is None:
         parallel, why = choose_parallel(store, context_length)
     options = engine_options(threads, context_length, parallel, max_queue=max_queue,
-                             timeout=timeout)
+                             timeout=timeout, batch_invariant=batch_invariant)
     manager = ModelManager(store, options, keep_alive=_keep_alive(keep_alive))
     bind_host, bind_port = host or config.host(), port or config.port()
     console.print(f"deskai serving on http://{bind_host}:{bind_port} — "

@@ -36,7 +36,8 @@ class Scheduler:
     """Admits requests into ``num_slots`` slots and plans each step within ``max_batch_tokens``."""
 
     def __init__(self, num_slots: int, max_batch_tokens: int, max_queue: int, *,
-                 reuse: ReuseFn | None = None, prefix_cache: bool = True) -> None:
+                 reuse: ReuseFn | None = None, prefix_cache: bool = True,
+                 batch_invariant: bool = False) -> None:
         self.num_slots = num_slots
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
@@ -44,6 +45,9 @@ class Scheduler:
         self.running: list[Request] = []
         self.slots = SlotTable(num_slots, enabled=prefix_cache)
         self._reuse: ReuseFn = reuse or (lambda slot, cached: cached)
+        # every prompt chunk starts at a multiple of ``max_batch_tokens``, as when run alone,
+        # and the engine decodes each entry on its own: batched output equals solo output
+        self.batch_invariant = batch_invariant
 
     # -- capacity -------------------------------------------------------------------------------
 
@@ -103,7 +107,8 @@ class Scheduler:
 
     def schedule(self) -> tuple[list[ScheduledEntry], list[Request]]:
         """Plan one step; return the batch and the requests newly given a slot."""
-        budget = self.max_batch_tokens
+        # entries are decoded one by one in batch-invariant mode: no budget is shared
+        budget = self.max_batch_tokens * (self.num_slots if self.batch_invariant else 1)
         plan: list[ScheduledEntry] = []
         for request in self.running:
             if request.is_prefilled and request.pending_token is not None and budget > 0:
@@ -122,10 +127,11 @@ class Scheduler:
             budget -= self._plan_prefill(request, budget, plan)
         return plan, admitted
 
-    @staticmethod
-    def _plan_prefill(request: Request, budget: int, plan: list[ScheduledEntry]) -> int:
+    def _plan_prefill(self, request: Request, budget: int, plan: list[ScheduledEntry]) -> int:
         size = min(request.remaining_prompt, budget)
         start = request.num_computed
+        if self.batch_invariant:
+            size = min(size, self.max_batch_tokens - start % self.max_batch_tokens)
         chunk = request.prompt_tokens[start:start + size]
         completes = start + size >= request.num_prompt_tokens
         plan.append(ScheduledEntry(request, BatchEntry(request.slot or 0, chunk, start,
