@@ -27,6 +27,7 @@ from deskai.server.errors import install_error_handlers
 from deskai.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from deskai.server.metrics import ServerMetrics
 from deskai.server.ollama_routes import router as ollama_router
+from deskai.server.openapi import install_openapi
 from deskai.server.openai_embeddings import router as embeddings_router
 from deskai.server.openai_routes import router as openai_router
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
@@ -53,6 +54,7 @@ def create_app(manager: ModelManager, store: Store,
     app.state.settings = settings
     app.state.metrics = ServerMetrics(manager)
     install_error_handlers(app)
+    install_openapi(app)
     # Added last runs first: log → CORS → key → size limit → JSON body → routes.
     app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -15,10 +15,13 @@ OPEN_PATHS = frozenset({"/health"})
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-async def send_error(send: Send, status: int, message: str, error_type: str, code: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"error": {"message": message, "type": error_type, "param": None,
-                                 "code": code}}).encode()
+async def send_error(scope: Scope, send: Send, status: int, message: str, error_type: str,
+                     code: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """OpenAI's error body, or Ollama's ``{"error": "..."}`` under ``/api/``."""
+    error: object = {"message": message, "type": error_type, "param": None, "code": code}
+    if scope["path"].startswith("/api/"):
+        error = message
+    body = json.dumps({"error": error}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *(headers or [])]})
@@ -38,7 +41,7 @@ class ApiKeyMiddleware:
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
         if not hmac.compare_digest(given, self._expected):
-            await send_error(send, 401, "missing or wrong API key: send "
+            await send_error(scope, send, 401, "missing or wrong API key: send "
                              "'Authorization: Bearer <key>'", "authentication_error",
                              "invalid_api_key", [(b"www-authenticate", b"Bearer")])
             return
@@ -58,7 +61,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         too_big = False
@@ -79,7 +82,7 @@ class BodyLimitMiddleware:
             nonlocal started
             if too_big and not started:
                 started = True
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -88,8 +91,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, counting_receive, guarded_send)
         if too_big and not started:
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        await send_error(send, 413, f"request body larger than {self.max_bytes} bytes",
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        await send_error(scope, send, 413, f"request body larger than {self.max_bytes} bytes",
                          "invalid_request_error", "request_too_large")
