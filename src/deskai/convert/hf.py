@@ -20,7 +20,8 @@ def convert_hf_directory(directory: Path, output: Path, *, outtype: str = "f16")
         raise InvalidModelFileError(f"{directory}: not a Hugging Face model directory "
                                     "(no config.json)")
     if outtype not in OUTTYPES:
-        raise InvalidModelFileError(f"unknown output type {outtype!r}; one of {', '.join(OUTTYPES)}")
+        raise InvalidModelFileError(
+            f"unknown output type {outtype!r}; one of {', '.join(OUTTYPES)}")
     run_converter("convert_hf_to_gguf.py",
                   [str(directory.resolve()), "--outfile", str(output.resolve()),
                    "--outtype", outtype])

@@ -63,7 +63,7 @@ class ChatTemplate:
                tools: list[dict[str, Any]] | None = None) -> RenderedPrompt:
         if not messages:
             raise InvalidInputError("messages must not be empty", param="messages")
-        messages = [{**m, "content": _text_of(m.get("content"))} for m in messages]
+        messages = [{**m, "content": text_of(m.get("content"))} for m in messages]
         if self.source is None:
             return RenderedPrompt(render_fallback(messages, add_generation_prompt),
                                   stop=[FALLBACK_STOP])
@@ -86,7 +86,7 @@ class ChatTemplate:
 def render_fallback(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
     parts: list[str] = []
     for message in messages:
-        role, content = message.get("role", "user"), _text_of(message.get("content"))
+        role, content = message.get("role", "user"), text_of(message.get("content"))
         if role in {"system", "developer"}:
             parts.append(f"{content}\n\n")
         elif role == "tool":
@@ -98,7 +98,7 @@ def render_fallback(messages: list[dict[str, Any]], add_generation_prompt: bool)
     return "".join(parts)
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     """OpenAI content is a string or a list of parts; only text parts are supported here."""
     if content is None:
         return ""

@@ -90,10 +90,8 @@ def plan_tools(raw_tools: list[dict[str, Any]] | None, tool_choice: Any,
     mode, allowed = _choice(tool_choice, tools)
     grammar = schema_to_grammar(calls_schema(allowed, parallel=parallel), param="tools")
     grammar = grammar.replace("root ::=", "deskai-calls ::=", 1)
-    if mode == "auto":
-        grammar = _FREE_TEXT_RULES + grammar
-    else:
-        grammar = "root ::= deskai-calls\n" + grammar
+    root = _FREE_TEXT_RULES if mode == "auto" else "root ::= deskai-calls\n"
+    grammar = root + grammar
     return ToolPlan(tools, mode, parallel, grammar)
 
 

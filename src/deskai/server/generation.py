@@ -20,6 +20,7 @@ from deskai.engine.manager import LoadedModel, ModelManager
 from deskai.engine.request import Delta, FinishReason
 from deskai.engine.sampling_params import SamplingParams
 from deskai.errors import EngineError, RequestTimeoutError
+from deskai.store import Store
 
 
 @dataclass(slots=True)
@@ -32,6 +33,17 @@ class Generation:
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens reused from the prefix cache, not computed again
     logprobs: list[TokenLogprobs] = field(default_factory=list)
+
+
+def manager_of(request: Request) -> ModelManager:
+    """The app's model manager (every route reaches the engine through it)."""
+    manager: ModelManager = request.app.state.manager
+    return manager
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
 
 
 @asynccontextmanager

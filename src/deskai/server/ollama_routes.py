@@ -23,7 +23,7 @@ from deskai.engine.manager import LoadedModel, ModelManager
 from deskai.engine.tool_calls import ToolPlan
 from deskai.errors import DeskaiError
 from deskai.server import ollama_convert as convert
-from deskai.server.generation import DeltaStream, leased_model
+from deskai.server.generation import DeltaStream, leased_model, manager_of, store_of
 from deskai.server.ollama_models import (
     ChatRequest,
     CopyRequest,
@@ -46,16 +46,6 @@ router = APIRouter(prefix="/api")
 NDJSON = "application/x-ndjson"
 
 
-def _manager(request: Request) -> ModelManager:
-    manager: ModelManager = request.app.state.manager
-    return manager
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
 # -- models -----------------------------------------------------------------------------------
 
 @router.get("/version", response_model=VersionResponse)
@@ -65,12 +55,12 @@ def version() -> VersionResponse:
 
 @router.get("/tags", response_model=TagsResponse)
 def tags(request: Request) -> TagsResponse:
-    return TagsResponse(models=[convert.to_listed(m) for m in _store(request).list()])
+    return TagsResponse(models=[convert.to_listed(m) for m in store_of(request).list()])
 
 
 @router.post("/show", response_model=ShowResponse)
 def show(body: ModelRequest, request: Request) -> ShowResponse:
-    return show_model(_store(request), body.model, verbose=body.verbose)
+    return show_model(store_of(request), body.model, verbose=body.verbose)
 
 
 @router.get("/ps", response_model=PsResponse)
@@ -78,7 +68,7 @@ def ps(request: Request) -> PsResponse:
     now = time.monotonic()
     return PsResponse(models=[convert.to_running(m, now_monotonic=now,
                                                  context_length=_context_length(m))
-                              for m in _manager(request).loaded()])
+                              for m in manager_of(request).loaded()])
 
 
 def _context_length(loaded: LoadedModel) -> int:
@@ -89,15 +79,15 @@ def _context_length(loaded: LoadedModel) -> int:
 
 @router.post("/copy")
 def copy(body: CopyRequest, request: Request) -> Response:
-    _store(request).copy(body.source, body.destination)
+    store_of(request).copy(body.source, body.destination)
     return Response(status_code=200)
 
 
 @router.delete("/delete")
 def delete(body: ModelRequest, request: Request) -> Response:
-    store = _store(request)
+    store = store_of(request)
     store.get(body.model)  # 404 before anything changes
-    _unload(_manager(request), body.model)
+    _unload(manager_of(request), body.model)
     store.remove(body.model)
     return Response(status_code=200)
 
@@ -117,7 +107,7 @@ async def chat(body: ChatRequest, request: Request) -> Any:
 async def _generation(body: GenerateRequest | ChatRequest, request: Request) -> Any:
     convert.check_unsupported(body)
     keep_alive = convert.parse_keep_alive(body.keep_alive)
-    manager = _manager(request)
+    manager = manager_of(request)
     if convert.is_load_only(body):
         return await _load_or_unload(body, request, keep_alive)
     timings = convert.Timings(start=time.monotonic_ns(), loaded=0)
@@ -229,13 +219,13 @@ async def _ndjson_lines(lines: AsyncIterator[dict[str, Any]], stream: DeltaStrea
 async def _load_or_unload(body: GenerateRequest | ChatRequest, request: Request,
                           keep_alive: float | None) -> JSONResponse:
     """No input: load the model (``done_reason: load``), or unload it with keep_alive 0."""
-    _store(request).get(body.model)  # 404 for an unknown model either way
+    store_of(request).get(body.model)  # 404 for an unknown model either way
     chat = isinstance(body, ChatRequest)
     base = (convert.chat_chunk if chat else convert.generate_chunk)(body.model, "")
     if keep_alive == 0:
-        _unload(_manager(request), body.model)
+        _unload(manager_of(request), body.model)
         return JSONResponse(convert.done_chunk(base, "unload"))
-    async with leased_model(_manager(request), body.model, keep_alive):
+    async with leased_model(manager_of(request), body.model, keep_alive):
         pass
     return JSONResponse(convert.done_chunk(base, "load"))
 
@@ -256,7 +246,7 @@ async def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
     keep_alive = convert.parse_keep_alive(body.keep_alive)
     start = time.monotonic_ns()
-    async with leased_model(_manager(request), body.model, keep_alive) as loaded:
+    async with leased_model(manager_of(request), body.model, keep_alive) as loaded:
         loaded_at = time.monotonic_ns()
         embedder = loaded.embeddings
         result = await asyncio.to_thread(embedder.embed, inputs)
@@ -272,7 +262,7 @@ async def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
 @router.post("/pull")
 async def pull_model(body: PullRequest, request: Request) -> Any:
     parse_pull_ref(body.model, insecure=body.insecure)  # a bad reference is a plain 400
-    store = _store(request)
+    store = store_of(request)
     if not body.stream:
         await asyncio.to_thread(pull, store, body.model, insecure=body.insecure)
         return {"status": "success"}

@@ -8,9 +8,8 @@ import base64
 import numpy as np
 from fastapi import APIRouter, Request
 
-from deskai.engine.manager import ModelManager
 from deskai.errors import InvalidInputError
-from deskai.server.generation import leased_model
+from deskai.server.generation import leased_model, manager_of
 from deskai.server.openai_models import (
     EmbeddingData,
     EmbeddingList,
@@ -39,8 +38,7 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
 
 @router.post("/v1/embeddings", response_model=EmbeddingList)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
-    manager: ModelManager = request.app.state.manager
-    async with leased_model(manager, body.model) as loaded:
+    async with leased_model(manager_of(request), body.model) as loaded:
         embedder = loaded.embeddings
         if body.dimensions is not None and body.dimensions != embedder.dimensions:
             raise InvalidInputError(f"{loaded.name} makes {embedder.dimensions}-dimensional "

@@ -13,10 +13,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from deskai.engine.manager import LoadedModel, ModelManager
+from deskai.engine.manager import LoadedModel
 from deskai.engine.sampling_params import SamplingParams
 from deskai.server import openai_convert as convert
-from deskai.server.generation import DeltaStream, generate_text, leased_model
+from deskai.server.generation import (
+    DeltaStream,
+    generate_text,
+    leased_model,
+    manager_of,
+    store_of,
+)
 from deskai.server.openai_models import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -31,31 +37,20 @@ from deskai.server.openai_stream import (
     CompletionChunker,
     sse_response,
 )
-from deskai.store import Store
 
 router = APIRouter()
-
-
-def _manager(request: Request) -> ModelManager:
-    manager: ModelManager = request.app.state.manager
-    return manager
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
 
 
 @router.get("/v1/models", response_model=ModelList)
 def list_models(request: Request) -> ModelList:
     cards = [ModelCard(id=m.name, created=int(datetime.fromisoformat(m.created_at).timestamp()))
-             for m in _store(request).list()]
+             for m in store_of(request).list()]
     return ModelList(data=cards)
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
 def get_model(model_id: str, request: Request) -> ModelCard:
-    manifest = _store(request).get(model_id)
+    manifest = store_of(request).get(model_id)
     return ModelCard(id=manifest.name,
                      created=int(datetime.fromisoformat(manifest.created_at).timestamp()))
 
@@ -63,7 +58,7 @@ def get_model(model_id: str, request: Request) -> ModelCard:
 @router.post("/v1/completions", response_model=Completion)
 async def create_completion(body: CompletionRequest, request: Request) -> Any:
     prompt, params = convert.from_completion_request(body)
-    async with leased_model(_manager(request), body.model) as loaded:
+    async with leased_model(manager_of(request), body.model) as loaded:
         token_bytes = loaded.engine.runner.token_bytes
         every_params = convert.choice_params(params, body.n)
         if body.stream:
@@ -79,7 +74,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
-    async with leased_model(_manager(request), body.model) as loaded:
+    async with leased_model(manager_of(request), body.model) as loaded:
         plan = convert.from_chat_request(body, loaded.template)
         token_bytes = loaded.engine.runner.token_bytes
         prompt, add_special = plan.rendered.text, plan.rendered.add_special
@@ -116,7 +111,7 @@ def _stream(request: Request, loaded: LoadedModel, streams: list[DeltaStream],
             chunkers: list[Chunker], body: CompletionRequest | ChatCompletionRequest, *,
             chat: bool) -> StreamingResponse:
     """SSE for ``streams``; the model stays leased until the last chunk is sent."""
-    manager = _manager(request)
+    manager = manager_of(request)
     manager.hold(loaded)  # the handler's own lease ends when it returns the response
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return sse_response(streams, chunkers, model=body.model, chat=chat,

@@ -97,7 +97,8 @@ def _open_reader(path: Path) -> Any:
         return GGUFReader(path, "r")
     except Exception as exc:  # the reader raises ValueError, IndexError, struct errors...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidModelFileError(f"{path}: corrupt or truncated GGUF header ({reason})") from None
+        raise InvalidModelFileError(
+            f"{path}: corrupt or truncated GGUF header ({reason})") from None
 
 
 def _check_not_truncated(reader: Any, file_size: int, path: Path) -> None:

@@ -47,7 +47,8 @@ def parse_model_name(text: str) -> ModelName:
             f"invalid model name: longer than {MAX_NAME_LENGTH} characters", param="model"
         )
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise InvalidModelNameError("invalid model name: it contains control characters", param="model")
+        raise InvalidModelNameError("invalid model name: it contains control characters",
+                                    param="model")
     path, sep, tag = text.rpartition(":") if ":" in text else (text, "", DEFAULT_TAG)
     if sep and "/" in tag:
         raise InvalidModelNameError(f"invalid model name {text!r}: a tag cannot hold '/'",

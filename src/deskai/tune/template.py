@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from deskai.engine.chat_template import ChatTemplate
+from deskai.engine.chat_template import ChatTemplate, text_of
 from deskai.errors import TrainingDataError
 from deskai.tune.data import Dataset, Example, Message, raise_problems
 
@@ -140,7 +140,7 @@ def normalize_messages(messages: list[Message]) -> list[Message]:
     """
     out: list[Message] = []
     for message in messages:
-        role, content = message["role"], _text(message.get("content"))
+        role, content = message["role"], text_of(message.get("content"))
         if role == "developer":
             role = "system"
         if role == "assistant" and message.get("tool_calls"):
@@ -163,14 +163,6 @@ def _tool_call_text(call: dict[str, Any]) -> str:
             arguments = json.loads(arguments)
     body = json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False)
     return f"<tool_call>\n{body}\n</tool_call>"
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
 def make_formatter(template: ChatTemplate, tokenizer: Tokenizer) -> Formatter:
