@@ -89,9 +89,22 @@ def test_resume_after_sigkill_ends_where_an_uninterrupted_run_ends(
     assert Store(tune_home).exists("mem-b")
 
 
+class Crash(Exception):
+    pass
+
+
+def _crash_after_checkpoint(event: dict) -> None:
+    if event["event"] == "checkpoint":
+        raise Crash
+
+
 def test_resume_with_other_options_is_refused(tune_home: Path, data: Path) -> None:
     config = TrainConfig(**{**OPTIONS, "max_steps": 3, "checkpoint_every": 1})
-    tune(Store(tune_home), REAL_MODEL, data, "mem-c", config, register=False)
+    with pytest.raises(Crash):
+        tune(Store(tune_home), REAL_MODEL, data, "mem-c", config, register=False,
+             on_event=_crash_after_checkpoint)
+    with pytest.raises(TrainingError, match="add --resume to continue it"):
+        tune(Store(tune_home), REAL_MODEL, data, "mem-c", config, register=False)
     changed = TrainConfig(**{**OPTIONS, "max_steps": 3, "checkpoint_every": 1,
                              "learning_rate": 5e-4})
     with pytest.raises(TrainingError, match="learning_rate"):

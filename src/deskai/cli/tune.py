@@ -36,6 +36,8 @@ def tune_model(
     threads: int = typer.Option(0, help="CPU threads (0: every core)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of "
                                 "a run with the same name, data and options."),
+    restart: bool = typer.Option(False, "--restart", help="Discard an interrupted run's "
+                                 "checkpoints and start over."),
     merge: bool = typer.Option(False, "--merge", help="Write one merged GGUF, re-quantized "
                                "like the base, instead of base + adapter."),
 ) -> None:
@@ -46,7 +48,7 @@ def tune_model(
     with _training_progress() as on_event:
         outcome = tune(Store(), base, data, name, config, max_length=max_length,
                        val_fraction=val_fraction, resume=resume, on_event=on_event,
-                       merge=merge)
+                       merge=merge, restart=restart)
     result = outcome.result
     before = f"{result.val_loss_before:.3f} → " if result.val_loss_before is not None else ""
     val = f", val loss {before}{result.val_loss:.3f}" if result.val_loss is not None else ""

@@ -30,10 +30,10 @@ def save_peft_adapter(model: Any, directory: Path) -> Path:
 
 
 def convert_lora_to_gguf(adapter_dir: Path, base_hf_dir: Path, output: Path) -> Path:
-    """llama.cpp's converter: PEFT adapter + local base config → GGUF LoRA (f32, small)."""
+    """llama.cpp's converter: PEFT adapter + local base config → GGUF LoRA (f16, half of f32)."""
     run_converter("convert_lora_to_gguf.py",
                   [str(adapter_dir.resolve()), "--base", str(base_hf_dir.resolve()),
-                   "--outfile", str(output.resolve()), "--outtype", "f32"])
+                   "--outfile", str(output.resolve()), "--outtype", "f16"])
     return output
 
 

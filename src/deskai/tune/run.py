@@ -56,7 +56,7 @@ def split_validation(samples: list[Sample], fraction: float,
 def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConfig, *,
          max_length: int = 1024, val_fraction: float = 0.05, resume: bool = False,
          on_event: EventCallback | None = None, register: bool = True,
-         merge: bool = False) -> TuneOutcome:
+         merge: bool = False, restart: bool = False) -> TuneOutcome:
     """Fine-tune ``base`` on ``data`` and list the result as ``name``."""
     parse_model_name(name)  # refuse a bad name before an hour of training
     dataset = load_dataset(data)  # and malformed data before loading any weights
@@ -75,14 +75,14 @@ def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConf
         tokenizer.close()
     train, val = split_validation(samples, val_fraction, config.seed)
     run_dir = run_dir_for(store, name)
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)  # a fresh run; --resume is how to keep a previous one
+    _start_fresh_or_resume(run_dir, name, resume=resume, restart=restart)
     torch.manual_seed(config.seed)  # the LoRA initialisation is part of the run's identity
     model = load_for_training(base_model, rank=config.rank, alpha=config.alpha,
                               dropout=config.dropout)
     identity = {"base_digest": base_model.digest, "data_sha256": dataset.sha256}
     trainer = Trainer(model, train, val, config, run_dir, on_event, identity=identity)
     result = trainer.run(resume=resume)
+    shutil.rmtree(trainer.checkpoints, ignore_errors=True)  # finished: nothing to resume
     adapter_dir = run_dir / "adapter"
     from deskai.tune.export import register_tuned_model, save_peft_adapter
 
@@ -111,6 +111,20 @@ def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConf
                                             base_model.hf_dir, details)
         trainer.emit("registered", name=manifest.name)
     return TuneOutcome(manifest, result, run_dir, adapter_dir)
+
+
+def _start_fresh_or_resume(run_dir: Path, name: str, *, resume: bool, restart: bool) -> None:
+    """Never throw away an interrupted run's checkpoints unless asked to.
+
+    ``resume`` without a checkpoint simply starts the run, so one command line serves both.
+    """
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*.pt"))
+    if checkpoints and not (resume or restart):
+        raise TrainingError(f"an interrupted run of {name} has a checkpoint at "
+                            f"{checkpoints[-1].stem}: add --resume to continue it, or "
+                            "--restart to start over")
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
 
 
 def _register_merged(store: Store, name: str, base: str, adapter_dir: Path,
