@@ -184,7 +184,9 @@ def _from_sharegpt(turns: Any, number: int) -> list[Message]:
 
 def _paragraphs(text: str) -> list[tuple[int, str]]:
     """Blank-line separated documents of a .txt file, with the line each starts on."""
-    found, current, start = [], [], 1
+    found: list[tuple[int, str]] = []
+    current: list[str] = []
+    start = 1
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             if not current:

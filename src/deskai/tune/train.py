@@ -114,7 +114,9 @@ def step_plan(samples: list[Sample], config: TrainConfig) -> list[list[int]]:
 def row_tensors(samples: list[Sample], row: list[int]) -> tuple[Any, Any, Any]:
     import torch
 
-    ids, labels, positions = [], [], []
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
     for index in row:
         sample = samples[index]
         ids.extend(sample.input_ids)
