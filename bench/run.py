@@ -27,7 +27,13 @@ from pathlib import Path
 
 import httpx
 
-from deskai.benchmark.loadgen import LoadSpec, make_prompt, one_request, run_benchmark
+from deskai.benchmark.loadgen import (
+    LevelResult,
+    LoadSpec,
+    make_prompt,
+    one_request,
+    run_benchmark,
+)
 from deskai.benchmark.report import plot
 from deskai.engine.capacity import kv_bytes_per_slot, kv_shape_from_metadata
 from deskai.store import Store, ensure_bundled_model
@@ -183,6 +189,36 @@ def llama_server_kv_mib(log: Path) -> float:
     return sum(float(s) for s in sizes)
 
 
+def drive(running: dict[str, Server], commands: dict[str, tuple[list[str], dict[str, str]]],
+          levels: list[int], args: argparse.Namespace,
+          results: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Level by level, each server in turn: the servers compared at one level are measured
+    minutes apart, so a machine whose background load drifts treats them alike."""
+    servers: dict[str, dict[str, object]] = {
+        name: {"levels": [], "command": " ".join(commands[name][0])} for name in running}
+    for name, server in running.items():  # load the model before anything is timed
+        run_benchmark(LoadSpec(server.url, MODEL, 8, 4), [], warmup=True)
+    for level in levels:
+        for name, server in running.items():
+            spec = LoadSpec(server.url, MODEL, args.prompt_tokens, args.output_tokens)
+            [result] = run_benchmark(spec, [level], warmup=False)
+            servers[name]["levels"].append(result.to_dict())  # type: ignore[union-attr]
+            print(name, json.dumps(result.to_dict()), flush=True)
+            args.out.mkdir(parents=True, exist_ok=True)  # partial results survive a stop
+            (args.out / "benchmarks.partial.json").write_text(
+                json.dumps({**results, "servers": servers}, indent=1))
+    for name, server in running.items():
+        entry = servers[name]
+        if name != "llama_cpp.server":  # it has no prompt cache across requests
+            entry["prefix_cache"] = prefix_ttft(server.url)
+        if name == "deskai":
+            entry["batched_vs_solo"] = identical_rate(server.url)
+        if name.startswith("llama-server"):
+            entry["kv_mib_total"] = llama_server_kv_mib(server.log)
+        print(name, json.dumps(entry, indent=1), flush=True)
+    return servers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,4,16,32")
@@ -191,6 +227,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--skip", default="", help="servers to leave out, comma-separated")
+    parser.add_argument("--no-ceilings", action="store_true",
+                        help="skip llama-bench and llama-batched-bench")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     bin_dir = tools()
@@ -203,33 +241,24 @@ def main() -> None:
                     "python": platform.python_version(), "load_before": os.getloadavg()},
         "settings": {**vars(args), "out": str(args.out), "ctx_per_slot": CTX_PER_SLOT},
     }
-    results["ceilings"] = ceilings(bin_dir, gguf, args.threads, levels, args.prompt_tokens,
-                                   args.output_tokens)
+    results["ceilings"] = {"llama_bench": {}, "batched_bench": {}} if args.no_ceilings else \
+        ceilings(bin_dir, gguf, args.threads, levels, args.prompt_tokens, args.output_tokens)
     print(json.dumps(results["ceilings"], indent=1), flush=True)
-    series, servers = {}, {}
     skip = set(filter(None, args.skip.split(",")))
-    for name, (argv, env) in server_commands(gguf, bin_dir, args.threads, max(levels),
-                                             home).items():
-        if name in skip:
-            continue
-        port = free_port()
-        server = Server(name, [a.replace("{port}", str(port)) for a in argv], port, env)
-        try:
-            spec = LoadSpec(server.url, MODEL, args.prompt_tokens, args.output_tokens)
-            level_results = run_benchmark(spec, levels)
-            series[name] = level_results
-            entry: dict[str, object] = {"levels": [r.to_dict() for r in level_results],
-                                        "command": " ".join(argv)}
-            if name != "llama_cpp.server":
-                entry["prefix_cache"] = prefix_ttft(server.url)
-            if name == "deskai":
-                entry["batched_vs_solo"] = identical_rate(server.url)
-            if name.startswith("llama-server"):
-                entry["kv_mib_total"] = llama_server_kv_mib(server.log)
-            servers[name] = entry
-            print(name, json.dumps(entry, indent=1), flush=True)
-        finally:
+    commands = {name: cmd for name, cmd in server_commands(
+        gguf, bin_dir, args.threads, max(levels), home).items() if name not in skip}
+    running: dict[str, Server] = {}
+    try:
+        for name, (argv, env) in commands.items():  # all loaded up front, idle until driven
+            port = free_port()
+            running[name] = Server(name, [a.replace("{port}", str(port)) for a in argv], port,
+                                   env)
+        servers = drive(running, commands, levels, args, results)
+    finally:
+        for server in running.values():
             server.stop()
+    series = {name: [LevelResult(**r) for r in entry["levels"]]  # type: ignore[arg-type]
+              for name, entry in servers.items()}
     shape = kv_shape_from_metadata(read_gguf_metadata(gguf))
     per_slot = kv_bytes_per_slot(shape, CTX_PER_SLOT)
     results["servers"] = servers

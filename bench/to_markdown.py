@@ -49,7 +49,7 @@ def ratios(data: dict[str, Any]) -> list[str]:
                          f"{mine / batched['tg_tok_s']:.0%} of its pure decode rate "
                          f"({batched['tg_tok_s']:.1f})")
     single = next((r for r in servers["deskai"]["levels"] if r["concurrency"] == 1), None)
-    if single:
+    if single and ceil["llama_bench"]:
         itl = single["itl_mean"]
         tg = ceil["llama_bench"]["tg_tok_s"]
         lines.append(f"- single stream decode: 1/ITL = {1 / itl:.1f} tok/s = "
@@ -84,8 +84,9 @@ def main() -> None:
     ceil = data["ceilings"]
     print("\n".join(level_table(data["servers"])))
     print()
-    print(f"llama-bench: tg {ceil['llama_bench']['tg_tok_s']:.1f} tok/s, "
-          f"pp {ceil['llama_bench']['pp_tok_s']:.1f} tok/s\n")
+    if ceil["llama_bench"]:
+        print(f"llama-bench: tg {ceil['llama_bench']['tg_tok_s']:.1f} tok/s, "
+              f"pp {ceil['llama_bench']['pp_tok_s']:.1f} tok/s\n")
     print("| llama-batched-bench streams | decode tok/s | prefill tok/s | output tok/s incl. "
           "prefill |\n|---:|---:|---:|---:|")
     for level, v in sorted(ceil["batched_bench"].items(), key=lambda kv: int(kv[0])):

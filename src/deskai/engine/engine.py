@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -59,6 +60,10 @@ class LlamaCppEngine:
         self._work = threading.Condition()
         self._closing = False
         self.last_used = time.monotonic()
+        # The step loop retakes the GIL after every llama.cpp call; with the default 5 ms
+        # switch interval a busy event loop (many SSE streams) makes it wait that long each
+        # time, stalling llama.cpp's threads. A short interval hands the GIL over promptly.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self._thread = threading.Thread(target=self._loop, name="deskai-engine", daemon=True)
         self._thread.start()
 

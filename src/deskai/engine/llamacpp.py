@@ -141,6 +141,7 @@ class LlamaCppRunner:
             n_swa=max(int(llama.llama_model_n_swa(self._model)), 0),
         )
         self._piece_cache: dict[int, bytes] = {}
+        self._eog_cache: dict[int, bool] = {}
         self._closed = False
 
     # -- loading --------------------------------------------------------------------------------
@@ -224,7 +225,12 @@ class LlamaCppRunner:
         return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 
     def is_end_of_generation(self, token: int) -> bool:
-        return bool(llama.llama_vocab_is_eog(self._vocab, token))
+        # cached: every ctypes call drops and retakes the GIL, a wait when the server's event
+        # loop holds it, and this runs once per sequence per step
+        eog = self._eog_cache.get(token)
+        if eog is None:
+            eog = self._eog_cache[token] = bool(llama.llama_vocab_is_eog(self._vocab, token))
+        return eog
 
     # -- running --------------------------------------------------------------------------------
 
