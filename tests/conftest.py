@@ -18,6 +18,17 @@ import pytest
 from deskai.store import Store, ensure_bundled_model, parse_model_name
 
 REAL_MODEL = "gemma3:270m"
+# prompts whose greedy continuations are unmistakable, so a mix-up between them would show
+PROMPTS = [
+    "1, 2, 3, 4, 5,",
+    "The Eiffel Tower is located in the city of",
+    "Monday, Tuesday, Wednesday,",
+    "a, b, c, d, e, f,",
+    "January, February, March,",
+    "10, 20, 30, 40,",
+]
+SYSTEM = ("You are a careful assistant for a travel agency. Answer briefly and truthfully. "
+          "Never invent prices. ") * 12
 
 
 @pytest.fixture

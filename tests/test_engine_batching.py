@@ -7,23 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import PROMPTS, SYSTEM
 
 from deskai.engine.engine import EngineOptions, LlamaCppEngine
 from deskai.engine.request import Delta, FinishReason
 from deskai.engine.sampling_params import SamplingParams
 from deskai.errors import OverloadedError
-
-# prompts whose greedy continuations are unmistakable, so a mix-up between them would show
-PROMPTS = [
-    "1, 2, 3, 4, 5,",
-    "The Eiffel Tower is located in the city of",
-    "Monday, Tuesday, Wednesday,",
-    "a, b, c, d, e, f,",
-    "January, February, March,",
-    "10, 20, 30, 40,",
-]
-SYSTEM = ("You are a careful assistant for a travel agency. Answer briefly and truthfully. "
-          "Never invent prices. ") * 12
 
 
 def greedy(max_tokens: int = 10) -> SamplingParams:

@@ -11,18 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import REAL_MODEL, ServerProcess
-
-PROMPTS = [
-    "1, 2, 3, 4, 5,",
-    "The Eiffel Tower is located in the city of",
-    "Monday, Tuesday, Wednesday,",
-    "a, b, c, d, e, f,",
-    "January, February, March,",
-    "10, 20, 30, 40,",
-]
-SYSTEM = ("You are a careful assistant for a travel agency. Answer briefly and truthfully. "
-          "Never invent prices. ") * 12
+from conftest import PROMPTS, REAL_MODEL, SYSTEM, ServerProcess
 
 
 def client_for(server: ServerProcess) -> openai.OpenAI:
