@@ -157,7 +157,7 @@ def test_batch_invariant_mode_matches_solo_exactly(real_gguf: Path) -> None:
     try:
         alone = [solo(eng, prompt, greedy(24))[0] for prompt in prompts]
         collectors = [Collector() for _ in prompts]
-        for prompt, collector in zip(prompts, collectors):
+        for prompt, collector in zip(prompts, collectors, strict=True):
             eng.add_request(prompt, greedy(24), collector)
         assert all(collector.done.wait(120) for collector in collectors)
     finally:

@@ -17,7 +17,7 @@ def test_common_prefix() -> None:
 
 def test_prompt_goes_to_the_slot_holding_its_longest_prefix() -> None:
     table = SlotTable(3)
-    for slot in range(3):
+    for _ in range(3):
         table.acquire([])  # take all three
     table.release(0, [1, 2, 3, 4])
     table.release(1, [1, 2, 9])

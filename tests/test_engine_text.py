@@ -59,7 +59,8 @@ def test_fallback_transcript_for_models_without_a_template() -> None:
         {"role": "assistant", "content": "Hello."},
         {"role": "user", "content": "Capital of France?"},
     ])
-    assert rendered.text == "Be brief.\n\nUser: Hi\nAssistant: Hello.\nUser: Capital of France?\nAssistant:"
+    assert rendered.text == ("Be brief.\n\nUser: Hi\nAssistant: Hello.\n"
+                             "User: Capital of France?\nAssistant:")
     assert rendered.stop == [FALLBACK_STOP]
 
 

@@ -9,6 +9,7 @@ word salads of about the asked length, so no server gets a prefix-cache advantag
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import statistics
@@ -19,9 +20,13 @@ import httpx
 
 from deskai.errors import DeskaiError
 
-_WORDS = ("time person year way day thing man world life hand part child eye woman place work "
-          "week case point government company number group problem fact river garden music "
-          "window market station letter mountain island engine forest paper light voice").split()
+_WORDS = (
+    "time", "person", "year", "way", "day", "thing", "man", "world", "life", "hand", "part",
+    "child", "eye", "woman", "place", "work", "week", "case", "point", "government",
+    "company", "number", "group", "problem", "fact", "river", "garden", "music", "window",
+    "market", "station", "letter", "mountain", "island", "engine", "forest", "paper",
+    "light", "voice",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,7 @@ async def _stream_once(client: httpx.AsyncClient, body: dict[str, object]) -> Re
     end = time.perf_counter()
     if not arrivals:
         raise DeskaiError("the server streamed no text")
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     return RequestTiming(arrivals[0] - start, gaps, usage_tokens or len(arrivals), end - start)
 
 

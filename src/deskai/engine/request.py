@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum, auto
+from enum import Enum, StrEnum, auto
 from typing import Any
 
 from deskai.engine.detokenizer import IncrementalDetokenizer
@@ -19,7 +19,7 @@ class RequestStatus(Enum):
     FINISHED = auto()
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     STOP = "stop"          # end-of-generation token or a stop string
     LENGTH = "length"      # max_tokens reached or the context is full
     CANCELLED = "cancelled"

@@ -29,7 +29,8 @@ class ScheduledEntry:
 
 
 ReuseFn = Callable[[int, int], int]
-"""``reuse(slot, cached)``: trim ``slot`` to its first ``cached`` tokens; return how many it kept."""
+"""``reuse(slot, cached)``: trim ``slot`` to its first ``cached`` tokens; return how many
+it kept."""
 
 
 class Scheduler:
