@@ -20,6 +20,8 @@ from deskai.hardware.catalog import Accelerator
 BANDWIDTH_TEST_BYTES = 256 * 2**20
 #: CPU FLOPs per core per cycle assumed for this machine (FP32, AVX2: 2 FMA units x 8 lanes x 2).
 FLOPS_PER_CORE_CYCLE = 32
+#: Side of the square f32 matrices of the FLOP-rate run: fits in L2/L3, ~1 ms per product.
+MATMUL_TEST_SIZE = 512
 #: Clock assumed when the OS does not report one.
 FALLBACK_CLOCK_HZ = 3.0e9
 
@@ -43,6 +45,7 @@ class LocalMachine:
     memory_bandwidth: float  # bytes/s, measured
     clock_hz: float
     gpus: tuple[GPUInfo, ...] = field(default_factory=tuple)
+    matmul_flops: float = 0.0  # f32 FLOP/s of a numpy (BLAS) matmul on all cores; 0: not measured
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,7 @@ class LocalMachine:
             "memory_bytes": self.memory_bytes,
             "memory_available_bytes": self.memory_available_bytes,
             "memory_bandwidth_bytes_per_s": round(self.memory_bandwidth),
+            "matmul_flops_per_s": round(self.matmul_flops),
             "gpus": [
                 {"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes,
                  "memory_used_bytes": g.memory_used_bytes, "power_limit_w": g.power_limit_w}
@@ -65,7 +69,12 @@ class LocalMachine:
         ``threads`` caps the cores used for compute, as llama.cpp's ``n_threads`` does.
         """
         cores = min(self.physical_cores, threads) if threads else self.physical_cores
-        fp32 = cores * self.clock_hz * FLOPS_PER_CORE_CYCLE / 1e12
+        if self.matmul_flops > 0:  # measured on all cores; a thread cap takes its share
+            fp32 = self.matmul_flops * cores / self.physical_cores / 1e12
+            flops_source = f"measured: numpy f32 matmul, {cores} of {self.physical_cores} cores"
+        else:
+            fp32 = cores * self.clock_hz * FLOPS_PER_CORE_CYCLE / 1e12
+            flops_source = f"derived: {cores} cores x clock x {FLOPS_PER_CORE_CYCLE}"
         return Accelerator(
             key="local", name=f"this machine ({self.cpu_model})", kind="cpu",
             memory_bytes=float(self.memory_bytes), memory_bandwidth=self.memory_bandwidth,
@@ -73,7 +82,7 @@ class LocalMachine:
             inter_node_bandwidth=0.0, power_w=0.0,
             os_reserved_bytes=float(self.memory_bytes - self.memory_available_bytes),
             sources={"memory_bandwidth_gbs": "measured: numpy copy benchmark",
-                     "tflops_fp32": f"derived: {cores} cores x clock x {FLOPS_PER_CORE_CYCLE}"},
+                     "tflops_fp32": flops_source},
         )
 
 
@@ -119,6 +128,26 @@ def measure_memory_bandwidth(nbytes: int = BANDWIDTH_TEST_BYTES, repeats: int = 
     return 2 * src.nbytes / best
 
 
+def measure_matmul_flops(size: int = MATMUL_TEST_SIZE, repeats: int = 5) -> float:
+    """FLOP/s of an f32 ``size x size`` matmul through numpy's BLAS (all cores), best run.
+
+    This is the CPU's sustained dense rate (close to cores x clock x FMA width); llama.cpp's
+    quantized kernels reach a stated fraction of it (planner/roofline.py).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b  # warm up the BLAS threads
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
 def nvidia_gpus() -> tuple[GPUInfo, ...]:
     """NVIDIA GPUs through NVML; empty when nvidia-ml-py or a driver is missing."""
     try:
@@ -148,7 +177,8 @@ def _gpu_info(pynvml: Any, index: int) -> GPUInfo:
 
 
 def detect(measure_bandwidth: bool = True) -> LocalMachine:
-    """Describe this machine; ``measure_bandwidth=False`` skips the ~0.5 s copy benchmark."""
+    """Describe this machine; ``measure_bandwidth=False`` skips the ~0.5 s copy and matmul
+    benchmarks."""
     import psutil
 
     memory = psutil.virtual_memory()
@@ -161,4 +191,5 @@ def detect(measure_bandwidth: bool = True) -> LocalMachine:
         memory_bandwidth=measure_memory_bandwidth() if measure_bandwidth else 0.0,
         clock_hz=cpu_clock_hz(),
         gpus=nvidia_gpus(),
+        matmul_flops=measure_matmul_flops() if measure_bandwidth else 0.0,
     )

@@ -3,8 +3,13 @@
 Decode is memory-bound: each step reads every weight a token touches (for a mixture of
 experts only the routed experts, for a batch the union of their experts) plus the KV cache
 so far, so ``tok/s = batch x bandwidth x efficiency / bytes per step``, unless the FLOPs of
-the batch take longer. Prefill is compute-bound: ``peak FLOP/s x efficiency / FLOPs per
-token``, unless reading the weights once per micro-batch takes longer.
+the batch (``2 x active parameters``, LM head included, plus attention, per sequence) take
+longer: a step takes ``max(memory time, compute time)``. On a CPU the compute side is real
+even at batch 1 (a 262k-vocabulary LM head is ~170M multiply-adds per token on two cores);
+``deskai hw`` measures this machine's matmul FLOP rate rather than assuming a clock. Prefill
+is compute-bound: ``peak FLOP/s x efficiency / FLOPs per token`` (the LM head once per
+prompt, as llama.cpp computes only the last token's logits), unless reading the weights once
+per micro-batch takes longer.
 
 The efficiencies are stated constants, not fitted per model; docs/planner.md compares the
 predictions with measurements on this machine and with published figures, misses included.
@@ -95,7 +100,11 @@ def speed(arch: Architecture, device: Accelerator, runtime: Runtime, *,
     decode = batch / max(memory_time, compute_time)
 
     prompt = runtime.prompt_tokens or runtime.ubatch
-    prefill_flops = 2 * arch.active_params + attention_flops_per_token(arch, prompt // 2)
+    # llama.cpp computes logits for a prompt's last token only: the LM head runs once per
+    # prompt, not once per token (for a 262k vocabulary it is most of a small model's FLOPs).
+    lm_head = arch.vocab * arch.hidden
+    prefill_flops = (2 * (arch.active_params - lm_head) + 2 * lm_head / prompt
+                     + attention_flops_per_token(arch, prompt // 2))
     chunk = min(prompt, runtime.ubatch)
     all_weights = float(model_file.weight_bytes) if model_file and not quant else (
         weight_bytes(arch, quant) if quant else weights)
