@@ -79,7 +79,8 @@ def batched(path: str, n_ctx: int, prompt_tokens: int, batch: int, steps: int) -
     engine.close()
     # tokens each request generated after the last request's first token, over that span
     span = min(ends) - max(firsts)
-    after = sum(n - 1 for n in counts) * span / max(e - f for e, f in zip(ends, firsts, strict=True))
+    longest = max(e - f for e, f in zip(ends, firsts, strict=True))
+    after = sum(n - 1 for n in counts) * span / longest
     return {"decode_tokens_per_s": after / span if span > 0 else 0.0,
             "generated": counts, "prompt_tokens": prompt_tokens}
 
