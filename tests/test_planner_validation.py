@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from deskai.convert import llamacpp_sources
+from deskai.errors import DeskaiError
 from deskai.planner import load_model
 from deskai.planner.memory import Runtime, memory_breakdown
 
@@ -38,6 +40,14 @@ MAX_BUSY = 0.5  # share of all CPU time others may use while we measure
 VOCAB_DIRS = [Path(os.environ.get("DESKAI_VOCAB_DIR", "/nonexistent")),
               Path.home() / ".cache/deskai-bench/llama_cpp_python-0.3.36/vendor/llama.cpp/models",
               Path.home() / ".cache/deskai/llama_cpp_python-0.3.36/vendor/llama.cpp/models"]
+
+
+def _fetched_vocab_dir() -> Path:
+    """llama.cpp's tokenizer files, fetched with the converters (pip, the package registry)."""
+    try:
+        return llamacpp_sources() / "models"
+    except DeskaiError:
+        return Path("/nonexistent")
 
 
 def _measure(model: Path, n_ctx: int, swa_full: bool) -> dict:
@@ -82,7 +92,7 @@ def _others_busy(seconds: float = 0.5) -> float:
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 8-layer, 512-wide llama with random f16 weights and GPT-2's 50,257-token vocabulary."""
-    vocab = next((d / "ggml-vocab-gpt-2.gguf" for d in VOCAB_DIRS
+    vocab = next((d / "ggml-vocab-gpt-2.gguf" for d in [*VOCAB_DIRS, _fetched_vocab_dir()]
                   if (d / "ggml-vocab-gpt-2.gguf").is_file()), None)
     if vocab is None:
         pytest.skip("no ggml-vocab-gpt-2.gguf (llama-cpp-python's sdist, or DESKAI_VOCAB_DIR)")
@@ -97,13 +107,23 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("n_ctx", "prompt"), [(512, 64), (2048, 256)])
 def test_speed_within_tolerance(request: pytest.FixtureRequest, which: str, n_ctx: int,
                                 prompt: int) -> None:
-    from deskai.hardware.local import detect
-    from deskai.planner.roofline import speed
-
     busy = _others_busy()
     if busy > MAX_BUSY:
         pytest.skip(f"other processes use {busy:.0%} of the CPU: timings would be theirs")
     path = request.getfixturevalue("real_gguf" if which == "gemma3:270m" else "tiny_gguf")
+    misses: list[str] = []
+    # up to three tries: a neighbour's burst can spoil one timing; a wrong model fails all three
+    for _ in range(3):
+        misses = _speed_misses(path, which, n_ctx, prompt)
+        if not misses:
+            return
+    pytest.fail("; ".join(misses))
+
+
+def _speed_misses(path: Path, which: str, n_ctx: int, prompt: int) -> list[str]:
+    from deskai.hardware.local import detect
+    from deskai.planner.roofline import speed
+
     model = load_model(str(path))
     device = detect().as_accelerator(threads=2)
     predicted = speed(model.architecture, device,
@@ -113,9 +133,13 @@ def test_speed_within_tolerance(request: pytest.FixtureRequest, which: str, n_ct
                          capture_output=True, text=True, timeout=120, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     low, high = SPEED_RATIO
+    misses = []
     for kind, want in (("decode", predicted.decode_tokens_per_s),
                        ("prefill", predicted.prefill_tokens_per_s)):
         got = measured[f"{kind}_tokens_per_s"]
-        print(f"{which} n_ctx={n_ctx} prompt={prompt} {kind}: predicted {want:.1f}, measured "
-              f"{got:.1f} tok/s ({got / want:.2f}x), load {measured['load_average']:.2f}")
-        assert low * want <= got <= high * want
+        line = (f"{which} n_ctx={n_ctx} prompt={prompt} {kind}: predicted {want:.1f}, measured "
+                f"{got:.1f} tok/s ({got / want:.2f}x), load {measured['load_average']:.2f}")
+        print(line)
+        if not low * want <= got <= high * want:
+            misses.append(line)
+    return misses

@@ -1,8 +1,9 @@
 """Where llama.cpp's Python converters come from: the sdist of the installed llama-cpp-python.
 
 The converters (``convert_hf_to_gguf.py``, ``convert_lora_to_gguf.py``, their ``conversion/``
-package and the matching ``gguf-py``) ship in llama-cpp-python's source distribution, not in its
-wheel. deskai fetches that sdist once with pip — for exactly the installed version, so converter
+package and the matching ``gguf-py``) and real tokenizer files (GPT-2's
+``models/ggml-vocab-gpt-2.gguf``, kept for building tiny test models) ship in
+llama-cpp-python's source distribution, not in its wheel. deskai fetches that sdist once with pip — for exactly the installed version, so converter
 and runtime agree on GGUF names — and keeps the converter files in a cache. No hub is contacted:
 only the package registry pip is configured for. ``$DESKAI_LLAMA_CPP_DIR`` may point at a
 llama.cpp checkout instead.
@@ -22,7 +23,9 @@ from pathlib import Path
 from deskai.errors import DeskaiError
 
 _WANTED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/",
-           "LICENSE")
+           "LICENSE", "models/ggml-vocab-gpt-2.gguf")
+# a cache missing any of these predates what deskai needs from it and is fetched again
+_REQUIRED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "models/ggml-vocab-gpt-2.gguf")
 
 
 class ConverterUnavailableError(DeskaiError):
@@ -44,7 +47,7 @@ def llamacpp_sources() -> Path:
     if override:
         return _checked(Path(override))
     target = cache_dir()
-    if (target / "convert_hf_to_gguf.py").is_file():
+    if all((target / name).is_file() for name in _REQUIRED):
         return target
     _fetch_into(target)
     return _checked(target)
