@@ -3,10 +3,10 @@
 The converters (``convert_hf_to_gguf.py``, ``convert_lora_to_gguf.py``, their ``conversion/``
 package and the matching ``gguf-py``) and real tokenizer files (GPT-2's
 ``models/ggml-vocab-gpt-2.gguf``, kept for building tiny test models) ship in
-llama-cpp-python's source distribution, not in its wheel. deskai fetches that sdist once with pip — for exactly the installed version, so converter
-and runtime agree on GGUF names — and keeps the converter files in a cache. No hub is contacted:
-only the package registry pip is configured for. ``$DESKAI_LLAMA_CPP_DIR`` may point at a
-llama.cpp checkout instead.
+llama-cpp-python's source distribution, not in its wheel. deskai fetches that sdist once with
+pip — for exactly the installed version, so converter and runtime agree on GGUF names — and
+keeps those files in a cache. No hub is contacted: only the package registry pip is configured
+for. ``$DESKAI_LLAMA_CPP_DIR`` may point at a llama.cpp checkout instead.
 """
 
 from __future__ import annotations
