@@ -35,9 +35,8 @@ from deskai.benchmark.loadgen import (
     run_benchmark,
 )
 from deskai.benchmark.report import plot
-from deskai.engine.capacity import kv_bytes_per_slot, kv_shape_from_metadata
+from deskai.engine.capacity import kv_bytes_per_slot
 from deskai.store import Store, ensure_bundled_model
-from deskai.store.gguf_info import read_gguf_metadata
 
 CACHE = Path(os.environ.get("DESKAI_BENCH_CACHE", "~/.cache/deskai-bench")).expanduser()
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -259,12 +258,11 @@ def main() -> None:
             server.stop()
     series = {name: [LevelResult(**r) for r in entry["levels"]]  # type: ignore[arg-type]
               for name, entry in servers.items()}
-    shape = kv_shape_from_metadata(read_gguf_metadata(gguf))
-    per_slot = kv_bytes_per_slot(shape, CTX_PER_SLOT)
+    per_slot = kv_bytes_per_slot(gguf, CTX_PER_SLOT)
     results["servers"] = servers
     results["kv"] = {"deskai_bytes_per_slot": per_slot,
                      "deskai_slots_in_2gib": TWO_GIB // per_slot,
-                     "full_size_bytes_per_slot": kv_bytes_per_slot(shape, CTX_PER_SLOT,
+                     "full_size_bytes_per_slot": kv_bytes_per_slot(gguf, CTX_PER_SLOT,
                                                                     swa_full=True)}
     results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
     args.out.mkdir(parents=True, exist_ok=True)

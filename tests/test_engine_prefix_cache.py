@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from deskai.engine.capacity import KvShape, default_parallel, kv_bytes_per_slot
+from pathlib import Path
+
+from deskai.engine.capacity import default_parallel, kv_bytes_per_slot
 from deskai.engine.prefix_cache import SlotTable, common_prefix
 
 
@@ -49,13 +51,10 @@ def test_disabled_cache_reuses_nothing() -> None:
     assert table.acquire([1, 2, 3, 4]).cached == 0
 
 
-GEMMA3_270M = KvShape(n_layer=18, n_head_kv=1, key_length=256, value_length=256, n_swa=512,
-                      swa_layers=15)
-
-
-def test_windowed_layers_make_slots_smaller() -> None:
-    windowed = kv_bytes_per_slot(GEMMA3_270M, 4096)
-    full = kv_bytes_per_slot(GEMMA3_270M, 4096, swa_full=True)
+def test_windowed_layers_make_slots_smaller(real_gguf: Path) -> None:
+    # Gemma 3 270M: 18 layers, one 256-dim KV head, 15 of them windowed to 512 tokens
+    windowed = kv_bytes_per_slot(real_gguf, 4096)
+    full = kv_bytes_per_slot(real_gguf, 4096, swa_full=True)
     assert full == 18 * 4096 * 1024
     assert windowed == (3 * 4096 + 15 * 1024) * 1024
     assert full / windowed > 2.5

@@ -33,14 +33,12 @@ def choose_parallel(store: Store, context: int) -> tuple[int, str]:
     """Slots for ``serve`` when ``--parallel`` is not given, and why: as many as the default
     model's KV cache at this context fits in a quarter of free memory, at most 8 per core."""
     from deskai.engine import capacity
-    from deskai.store.gguf_info import read_gguf_metadata
 
     try:
         path = resolve_model_path(store, config.default_model())
-        shape = capacity.kv_shape_from_metadata(read_gguf_metadata(path))
+        per_slot = capacity.kv_bytes_per_slot(path, context)
     except DeskaiError:
         return 4, "default model unreadable"
-    per_slot = capacity.kv_bytes_per_slot(shape, context)
     available = capacity.available_memory()
     slots = capacity.default_parallel(per_slot, available)
     return slots, (f"auto: {per_slot / 2**20:.0f} MiB of KV cache per slot, "
