@@ -1,8 +1,8 @@
 """Every setting deskai reads from the environment, with its default and its doc, in one place.
 
 Each setting is one ``Setting`` in ``SETTINGS``; the accessor functions below are the only
-code that reads ``os.environ`` for deskai's own variables. ``deskai serve --help`` and
-``docs/configuration.md`` are built from the same table, so they cannot drift.
+code that reads ``os.environ`` for deskai's own variables. ``deskai serve --help`` lists the
+variables from the same table (``describe``), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ DEFAULT_MODEL = Setting(
 
 SETTINGS: tuple[Setting, ...] = (HOME, HOST, PORT, KEEP_ALIVE, THREADS, API_KEY, CONTEXT,
                                  DEFAULT_MODEL)
+
+
+def describe() -> str:
+    """One line per variable, its default and what it does (for ``--help``)."""
+    return "\n\n".join(f"{s.env} (default {s.default or 'unset'}): {s.doc}" for s in SETTINGS)
 
 
 def home() -> Path:

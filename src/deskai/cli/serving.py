@@ -45,7 +45,7 @@ def choose_parallel(store: Store, context: int) -> tuple[int, str]:
                    f"{available / 2**30:.1f} GiB free")
 
 
-@app.command("serve")
+@app.command("serve", epilog=f"Environment:\n\n{config.describe()}")
 def serve(
     host: str = typer.Option(None, help="Address to bind (default 127.0.0.1; $DESKAI_HOST)."),
     port: int = typer.Option(None, help="Port (default 3375; $DESKAI_PORT)."),

@@ -105,7 +105,6 @@ class ModelFacts:
     chat_template: str | None
     bos_token_id: int
     eos_token_id: int
-    add_bos: bool
     n_swa: int = 0  # sliding-window size of the windowed layers; 0 when every layer sees all
 
 
@@ -137,7 +136,6 @@ class LlamaCppRunner:
             chat_template=self._chat_template(),
             bos_token_id=llama.llama_vocab_bos(self._vocab),
             eos_token_id=llama.llama_vocab_eos(self._vocab),
-            add_bos=bool(llama.llama_vocab_get_add_bos(self._vocab)),
             n_swa=max(int(llama.llama_model_n_swa(self._model)), 0),
         )
         self._piece_cache: dict[int, bytes] = {}

@@ -53,10 +53,6 @@ class LoadedModel:
         return self.embedder
 
     @property
-    def is_embedding_model(self) -> bool:
-        return self.embedder is not None
-
-    @property
     def busy(self) -> bool:
         runtime = self.generator or self.embedder
         return bool(runtime and runtime.busy)

@@ -61,9 +61,6 @@ class SlotTable:
     def num_free(self) -> int:
         return len(self._free)
 
-    def holds(self, slot: int) -> list[int]:
-        return self._memory[slot].tokens
-
     def can_acquire(self) -> bool:
         return bool(self._free)
 

@@ -11,6 +11,9 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deskai.errors import AuthenticationError
+from deskai.server.errors import OLLAMA_PREFIX, error_body
+
 OPEN_PATHS = frozenset({"/health"})
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -18,10 +21,9 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 async def send_error(scope: Scope, send: Send, status: int, message: str, error_type: str,
                      code: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """OpenAI's error body, or Ollama's ``{"error": "..."}`` under ``/api/``."""
-    error: object = {"message": message, "type": error_type, "param": None, "code": code}
-    if scope["path"].startswith("/api/"):
-        error = message
-    body = json.dumps({"error": error}).encode()
+    shaped = ({"error": message} if scope["path"].startswith(OLLAMA_PREFIX)
+              else error_body(message, error_type, code=code))
+    body = json.dumps(shaped).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *(headers or [])]})
@@ -41,9 +43,10 @@ class ApiKeyMiddleware:
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
         if not hmac.compare_digest(given, self._expected):
-            await send_error(scope, send, 401, "missing or wrong API key: send "
-                             "'Authorization: Bearer <key>'", "authentication_error",
-                             "invalid_api_key", [(b"www-authenticate", b"Bearer")])
+            await send_error(scope, send, AuthenticationError.http_status,
+                             "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                             AuthenticationError.error_type, str(AuthenticationError.code),
+                             [(b"www-authenticate", b"Bearer")])
             return
         await self.app(scope, receive, send)
 
