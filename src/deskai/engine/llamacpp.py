@@ -140,6 +140,7 @@ class LlamaCppRunner:
         )
         self._piece_cache: dict[int, bytes] = {}
         self._eog_cache: dict[int, bool] = {}
+        self._token_ids = np.arange(self.facts.n_vocab, dtype=np.int32)  # reused every sample
         self._closed = False
 
     # -- loading --------------------------------------------------------------------------------
@@ -366,7 +367,7 @@ class LlamaCppRunner:
         logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(self._ctx, row),
                                        shape=(n_vocab,))
         data = np.empty(n_vocab, dtype=_TOKEN_DATA)
-        data["id"] = np.arange(n_vocab, dtype=np.int32)
+        data["id"] = self._token_ids
         data["logit"] = logits
         data["p"] = 0.0
         array = llama.llama_token_data_array(
