@@ -65,6 +65,6 @@ def ensure_bundled_model(store: Store, name: str = BUNDLED_MODEL) -> Manifest | 
 def resolve_model_path(store: Store, name: str) -> Path:
     """The GGUF path for ``name``, registering a bundled model on its first use."""
     canonical = str(parse_model_name(name))
-    if canonical in _REGISTRARS and not store.exists(canonical):
-        ensure_bundled_model(store, canonical)
+    if canonical in _REGISTRARS:
+        ensure_bundled_model(store, canonical)  # returns at once when it is already there
     return store.resolve(name)
