@@ -55,15 +55,16 @@ def real_gguf(shared_home: Path) -> Path:
     return Store(shared_home).resolve(REAL_MODEL)
 
 
-def write_tiny_gguf(path: Path, *, arch: str = "llama", n_tensors: int = 2) -> Path:
-    """A small but valid GGUF (header + f32 tensors) for store tests."""
+def write_tiny_gguf(path: Path, *, arch: str = "llama", n_tensors: int = 2,
+                    side: int = 16) -> Path:
+    """A small but valid GGUF (header + ``n_tensors`` f32 tensors of ``side``²) for tests."""
     from gguf import GGUFWriter
 
     writer = GGUFWriter(str(path), arch)
     writer.add_context_length(128)
     writer.add_file_type(0)
     for index in range(n_tensors):
-        writer.add_tensor(f"blk.{index}.weight", np.full((16, 16), index, dtype=np.float32))
+        writer.add_tensor(f"blk.{index}.weight", np.full((side, side), index, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

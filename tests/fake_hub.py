@@ -21,25 +21,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
+from conftest import write_tiny_gguf
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def write_gguf(path: Path, *, megabytes: int = 2, arch: str = "llama") -> Path:
     """A valid GGUF of roughly ``megabytes`` (f32 tensors), big enough to interrupt."""
-    from gguf import GGUFWriter
-
-    writer = GGUFWriter(str(path), arch)
-    writer.add_context_length(128)
-    writer.add_file_type(0)
-    for index in range(megabytes * 4):
-        writer.add_tensor(f"blk.{index}.weight", np.full((256, 256), index, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return write_tiny_gguf(path, arch=arch, n_tensors=megabytes * 4, side=256)
 
 
 def sha256_hex(data: bytes) -> str:
