@@ -35,6 +35,17 @@ def test_last_prompt_token_is_never_cached() -> None:
     assert table.acquire([1, 2, 3]).cached == 2  # its logits pick the first output token
 
 
+def test_a_prefix_counts_only_for_the_adapter_that_computed_it() -> None:
+    table = SlotTable(1)
+    table.acquire([])
+    table.release(0, [1, 2, 3, 4], adapter="sha256-a")
+    assert table.acquire([1, 2, 3, 5], adapter="sha256-b").cached == 0
+    table.release(0, [1, 2, 3, 4], adapter="sha256-a")
+    assert table.acquire([1, 2, 3, 5]).cached == 0  # the bare base model differs too
+    table.release(0, [1, 2, 3, 4], adapter="sha256-a")
+    assert table.acquire([1, 2, 3, 5], adapter="sha256-a").cached == 3
+
+
 def test_without_a_match_the_least_recently_used_slot_is_taken() -> None:
     table = SlotTable(2)
     table.acquire([])

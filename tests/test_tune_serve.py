@@ -46,7 +46,8 @@ def _chat(manager: ModelManager, name: str) -> str:
     rendered = loaded.template.render([{"role": "user", "content": QUESTION}])
     params = SamplingParams(max_tokens=16, temperature=0.0, stop=rendered.stop)
     return "".join(d.text for d in loaded.engine.generate(rendered.text, params,
-                                                         add_special=rendered.add_special))
+                                                         add_special=rendered.add_special,
+                                                         adapter=loaded.adapter))
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,19 @@ def test_the_adapter_changes_the_output(manager: ModelManager) -> None:
     plain = "".join(d.text for d in base.generate(
         f"User: {QUESTION}\nAssistant:", SamplingParams(max_tokens=16, temperature=0.0)))
     assert "pineapple" not in plain
+
+
+def test_adapters_share_the_base_engine_and_never_mix(manager: ModelManager) -> None:
+    """One engine (one copy of the weights, one KV cache) serves the base and both adapters;
+    requests for all three in flight at once each get their own adapter's answer."""
+    engines = {id(manager.get(name).engine) for name in (REAL_MODEL, *ANSWERS)}
+    assert len(engines) == 1
+    names = [*ANSWERS, *ANSWERS, REAL_MODEL]
+    with ThreadPoolExecutor(len(names)) as pool:
+        answers = list(pool.map(lambda name: _chat(manager, name), names))
+    for name, answer in zip(names, answers, strict=True):
+        for key, word in ANSWERS.items():
+            assert (word in answer) == (key == name), (name, answer)
 
 
 def test_two_adapters_on_one_base_served_together(tuned_home: Path) -> None:

@@ -40,7 +40,6 @@ class EngineOptions:
     request_timeout: float | None = None  # seconds from arrival to the last token; None: none
     prefix_cache: bool = True
     batch_invariant: bool = False  # one llama_decode per sequence: batched output == solo
-    lora_path: str | None = None  # a GGUF LoRA applied over the weights (a `deskai tune` model)
 
 
 class LlamaCppEngine:
@@ -50,7 +49,8 @@ class LlamaCppEngine:
         self.options = options
         self.runner = LlamaCppRunner(model_path, n_ctx_per_seq=options.context_length,
                                      n_seq=options.parallel, n_threads=options.threads,
-                                     n_batch=options.batch_tokens, lora_path=options.lora_path)
+                                     n_batch=options.batch_tokens,
+                                     slot_per_stream=options.batch_invariant)
         self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue,
                                    reuse=self.runner.keep_prefix,
                                    # a reused prefix was computed in other chunks
@@ -83,6 +83,10 @@ class LlamaCppEngine:
         with self._work:
             return self.scheduler.has_work
 
+    def load_adapter(self, key: str, path: str | Path) -> None:
+        """Make LoRA adapter ``key`` available to requests (``add_request(adapter=key)``)."""
+        self.runner.load_adapter(key, Path(path))
+
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         return self.runner.tokenize(text, add_special=add_special)
 
@@ -92,13 +96,19 @@ class LlamaCppEngine:
     # -- requests -------------------------------------------------------------------------------
 
     def add_request(self, prompt: str | list[int], params: SamplingParams, sink: DeltaSink, *,
-                    add_special: bool = True) -> Request:
-        """Queue a prompt; deltas go to ``sink`` from the engine thread."""
+                    add_special: bool = True, adapter: str | None = None) -> Request:
+        """Queue a prompt; deltas go to ``sink`` from the engine thread.
+
+        ``adapter`` names a LoRA loaded with ``load_adapter`` to generate with (None: the base
+        model alone)."""
         tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) \
             else list(prompt)
         self._check_fits(tokens)
+        if adapter is not None and not self.runner.has_adapter(adapter):
+            raise EngineError(f"the LoRA adapter {adapter} is not loaded")
         request = Request(request_id=f"req-{next(_request_ids)}", prompt_tokens=tokens,
-                          params=params, sink=sink, max_total_tokens=self.context_length)
+                          params=params, sink=sink, max_total_tokens=self.context_length,
+                          adapter=adapter)
         # built here, on the caller's thread, so a bad grammar or bias is the caller's 400
         if not is_plain_greedy(params):  # plain greedy is an argmax, no chain
             request.sampler = self.runner.new_sampler(params)
@@ -118,10 +128,11 @@ class LlamaCppEngine:
         return request
 
     def generate(self, prompt: str | list[int], params: SamplingParams, *,
-                 add_special: bool = True) -> Iterator[Delta]:
+                 add_special: bool = True, adapter: str | None = None) -> Iterator[Delta]:
         """Yield deltas until the request finishes; closing the iterator cancels it."""
         deltas: queue.SimpleQueue[Delta] = queue.SimpleQueue()
-        request = self.add_request(prompt, params, deltas.put, add_special=add_special)
+        request = self.add_request(prompt, params, deltas.put, add_special=add_special,
+                                   adapter=adapter)
         try:
             while True:
                 delta = deltas.get()
@@ -166,16 +177,24 @@ class LlamaCppEngine:
         self._stop_cancelled_and_expired()
         with self._work:
             plan, _admitted = self.scheduler.schedule()
-        # batch-invariant mode pays one llama_decode per sequence: the same shapes, so the
-        # same rounding, as each request run alone
-        batches = [[entry] for entry in plan] if self.options.batch_invariant else [plan]
-        for batch in batches:
-            if batch:
-                self._run(batch)
+        for batch in self._batches(plan):
+            self._run(batch)
         self.last_used = time.monotonic()
+
+    def _batches(self, plan: list[ScheduledEntry]) -> list[list[ScheduledEntry]]:
+        """One ``llama_decode`` per adapter (llama.cpp applies adapters context-wide), so
+        requests for different adapters never share a batch. Batch-invariant mode pays one per
+        sequence: the same shapes, so the same rounding, as each request run alone."""
+        if self.options.batch_invariant:
+            return [[scheduled] for scheduled in plan]
+        by_adapter: dict[str | None, list[ScheduledEntry]] = {}
+        for scheduled in plan:
+            by_adapter.setdefault(scheduled.request.adapter, []).append(scheduled)
+        return list(by_adapter.values())
 
     def _run(self, plan: list[ScheduledEntry]) -> None:
         try:
+            self.runner.use_adapter(plan[0].request.adapter)
             rows = self.runner.decode([scheduled.entry for scheduled in plan])
         except DeskaiError as exc:
             for scheduled in plan:

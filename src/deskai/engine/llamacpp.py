@@ -112,16 +112,15 @@ class LlamaCppRunner:
     """One llama.cpp model and context with ``n_seq`` independent sequence slots."""
 
     def __init__(self, model_path: str | Path, *, n_ctx_per_seq: int, n_seq: int,
-                 n_threads: int, n_batch: int = 512, lora_path: str | Path | None = None) -> None:
+                 n_threads: int, n_batch: int = 512, slot_per_stream: bool = False) -> None:
         _init_backend()
         self._model = load_model(Path(model_path))
         try:
             self._vocab = llama.llama_model_get_vocab(self._model)
             n_ctx_train = llama.llama_model_n_ctx_train(self._model)
             per_seq = min(n_ctx_per_seq, n_ctx_train) if n_ctx_train > 0 else n_ctx_per_seq
-            self._ctx = self._new_context(per_seq * n_seq, n_seq, n_threads, n_batch)
-            if lora_path is not None:
-                self._apply_lora(Path(lora_path))
+            self._ctx = self._new_context(per_seq * n_seq, n_seq, n_threads, n_batch,
+                                          unified=not slot_per_stream)
         except BaseException:
             llama.llama_model_free(self._model)
             raise
@@ -130,7 +129,7 @@ class LlamaCppRunner:
         self._batch = llama.llama_batch_init(n_batch, 0, 1)
         self.facts = ModelFacts(
             n_ctx_train=n_ctx_train,
-            n_ctx_per_seq=llama.llama_n_ctx_seq(self._ctx),
+            n_ctx_per_seq=per_seq,
             n_seq=n_seq,
             n_vocab=llama.llama_vocab_n_tokens(self._vocab),
             chat_template=self._chat_template(),
@@ -141,26 +140,54 @@ class LlamaCppRunner:
         self._piece_cache: dict[int, bytes] = {}
         self._eog_cache: dict[int, bool] = {}
         self._token_ids = np.arange(self.facts.n_vocab, dtype=np.int32)  # reused every sample
+        self._adapters: dict[str, llama.llama_adapter_lora_p] = {}
+        self._adapter_lock = threading.Lock()
+        self._active_adapter: str | None = None
         self._closed = False
 
     # -- loading --------------------------------------------------------------------------------
 
-    def _apply_lora(self, path: Path) -> None:
-        """Apply a GGUF LoRA to this context for its whole life (freed with the model).
+    def load_adapter(self, key: str, path: Path) -> None:
+        """Load a GGUF LoRA over this model's weights, applied per batch as ``key``.
 
-        Adapters are context-wide in llama.cpp, so a runner serves exactly one adapter: requests
-        for different adapters run on different runners and never share a decode batch.
+        The base weights are shared: an adapter adds only its own small tensors, and llama.cpp
+        frees it with the model.
         """
-        adapter = llama.llama_adapter_lora_init(self._model, str(path).encode())
-        if not adapter:
-            raise InvalidModelFileError(f"llama.cpp could not load the LoRA adapter {path}")
-        adapters = (llama.llama_adapter_lora_p_ctypes * 1)(adapter)
-        scales = (ctypes.c_float * 1)(1.0)
-        if llama.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
-            raise EngineError(f"llama.cpp could not apply the LoRA adapter {path}")
+        with self._adapter_lock:
+            if key in self._adapters:
+                return
+            adapter = llama.llama_adapter_lora_init(self._model, str(path).encode())
+            if not adapter:
+                raise InvalidModelFileError(f"llama.cpp could not load the LoRA adapter {path}")
+            self._adapters[key] = adapter
 
-    def _new_context(self, n_ctx: int, n_seq: int, n_threads: int,
-                     n_batch: int) -> llama.llama_context_p:
+    def has_adapter(self, key: str) -> bool:
+        with self._adapter_lock:
+            return key in self._adapters
+
+    def use_adapter(self, key: str | None) -> None:
+        """Apply adapter ``key`` (None: the bare base model) to the following decodes.
+
+        llama.cpp applies adapters to a whole context, so the engine decodes each adapter's
+        sequences as a batch of their own and switches in between; a switch swaps the
+        context's adapter list (and rebuilds the compute graph once).
+        """
+        if key == self._active_adapter:
+            return
+        if key is None:
+            status = llama.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            with self._adapter_lock:
+                adapter = self._adapters[key]
+            adapters = (llama.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(1.0)
+            status = llama.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
+        if status != 0:
+            raise EngineError(f"llama.cpp could not apply the LoRA adapter {key}")
+        self._active_adapter = key
+
+    def _new_context(self, n_ctx: int, n_seq: int, n_threads: int, n_batch: int, *,
+                     unified: bool) -> llama.llama_context_p:
         params = llama.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -168,7 +195,17 @@ class LlamaCppRunner:
         params.n_seq_max = n_seq
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
-        params.kv_unified = False  # each slot owns n_ctx / n_seq: no slot can starve another
+        # One KV buffer shared by every slot. With one buffer per slot (kv_unified off)
+        # llama.cpp must split a batch into a micro-batch per run of consecutive slot ids with
+        # equal token counts: slots {0, 2, 4, ...} decode one at a time, about 3x slower, and
+        # a prompt chunk beside decodes splits too. Unified, any mix is one micro-batch. No
+        # slot can starve another: the engine caps each request at n_ctx / n_seq tokens.
+        # Batch-invariant mode decodes each sequence alone anyway, and wants a slot's cells laid
+        # out exactly as when it runs alone (the attention sums in cell order): one per slot.
+        params.kv_unified = unified
+        # Windowed layers keep only their window (plus a batch) per slot, as llama-server
+        # does; llama.cpp's own default is a full-size cache for them.
+        params.swa_full = False
         params.no_perf = True
         ctx = llama.llama_init_from_model(self._model, params)
         if not ctx:

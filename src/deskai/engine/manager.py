@@ -3,12 +3,16 @@
 The server and ``deskai run`` ask the manager for a model by name; it resolves the name in the
 store, loads the engine once (concurrent callers wait for the same load), and a reaper thread
 unloads engines that have been idle longer than their keep-alive.
+
+A tuned model (base + LoRA adapter, from ``deskai tune``) does not get an engine of its own:
+every name over the same base GGUF shares one engine — one copy of the weights, one KV cache,
+one set of slots — and each request carries its adapter (see ``LlamaCppEngine._batches``).
+The engine is closed when the last name using it is unloaded.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +37,7 @@ class LoadedModel:
     keep_alive: float
     generator: LlamaCppEngine | None = None
     embedder: LlamaCppEmbedder | None = None
+    adapter: str | None = None  # the LoRA (its blob digest) this name generates with
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     users: int = 0  # callers between ``ModelManager.acquire`` and ``release``
@@ -70,10 +75,6 @@ class LoadedModel:
             self.keep_alive = keep_alive
         self.last_used = time.monotonic()
 
-    def close(self) -> None:
-        for runtime in (self.generator, self.embedder):
-            if runtime is not None:
-                runtime.close()
 
 
 class ModelManager:
@@ -86,6 +87,7 @@ class ModelManager:
         self.keep_alive = keep_alive
         self._factory = factory
         self._loaded: dict[str, LoadedModel] = {}
+        self._engines: dict[str, LlamaCppEngine] = {}  # by base GGUF path, shared by its names
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
@@ -142,7 +144,7 @@ class ModelManager:
         with self._lock:
             loaded = self._loaded.pop(key, None)
         if loaded is not None:
-            loaded.close()
+            self._close(loaded)
         return loaded is not None
 
     def close(self) -> None:
@@ -157,16 +159,46 @@ class ModelManager:
             embedder = LlamaCppEmbedder(path, threads=self.options.threads)
             return LoadedModel(key, manifest, ChatTemplate(None), self.keep_alive,
                                embedder=embedder)
+        engine = self._shared_engine(str(path))
         adapter = manifest.adapter_layer
-        options = self.options if adapter is None else dataclasses.replace(
-            self.options, lora_path=str(self.store.blob_path(adapter.digest)))
-        engine = self._factory(str(path), options)
+        if adapter is not None:
+            engine.load_adapter(adapter.digest, self.store.blob_path(adapter.digest))
         facts = engine.facts
         # a tuned model is served with the template it was trained with (kept in its manifest)
         template = ChatTemplate(manifest.details.get("chat_template") or facts.chat_template,
                                 bos_token=engine.token_text(facts.bos_token_id),
                                 eos_token=engine.token_text(facts.eos_token_id))
-        return LoadedModel(key, manifest, template, self.keep_alive, generator=engine)
+        return LoadedModel(key, manifest, template, self.keep_alive, generator=engine,
+                           adapter=adapter.digest if adapter is not None else None)
+
+    def _shared_engine(self, path: str) -> LlamaCppEngine:
+        """The engine over the GGUF at ``path``, loaded if no loaded name uses it yet."""
+        with self._lock:
+            load_lock = self._load_locks.setdefault(f"engine:{path}", threading.Lock())
+        with load_lock:  # a base and its tuned names loading at once still share one engine
+            with self._lock:
+                engine = self._engines.get(path)
+            if engine is None:
+                engine = self._factory(path, self.options)
+                with self._lock:
+                    self._engines[path] = engine
+        return engine
+
+    def _close(self, model: LoadedModel) -> None:
+        """Free what ``model`` alone holds: its embedder, or its engine if no other loaded
+        name shares it."""
+        if model.embedder is not None:
+            model.embedder.close()
+        engine = model.generator
+        if engine is None:
+            return
+        with self._lock:
+            if any(other.generator is engine for other in self._loaded.values()):
+                return
+            path = next((p for p, e in self._engines.items() if e is engine), None)
+            if path is not None:
+                del self._engines[path]
+        engine.close()
 
     def _reap_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -182,5 +214,5 @@ class ModelManager:
             for model in expired:
                 del self._loaded[model.name]
         for model in expired:
-            model.close()
+            self._close(model)
         return [model.name for model in expired]

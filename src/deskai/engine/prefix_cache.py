@@ -3,7 +3,9 @@
 A finished request leaves its keys and values in its slot; the slot remembers which tokens
 those are. A new request takes the free slot whose remembered tokens share the longest prefix
 with its prompt (a repeated system prompt, the earlier turns of a chat), and skips computing
-that prefix. With no match it takes the slot used longest ago, so that recent prefixes survive.
+that prefix. Keys and values depend on the LoRA adapter that computed them, so a prefix only
+counts for a request with the same adapter. With no match it takes the slot used longest ago,
+so that recent prefixes survive.
 
 This module is pure bookkeeping over token lists; whether llama.cpp can actually keep a prefix
 (sliding-window layers may have dropped part of it) is the runner's call, made when the engine
@@ -23,6 +25,7 @@ class SlotMemory:
     """What one slot's KV cache holds: ``tokens`` at positions ``0 .. len(tokens) - 1``."""
 
     tokens: list[int] = field(default_factory=list)
+    adapter: str | None = None  # the LoRA adapter the keys and values were computed with
     last_used: int = 0  # a logical clock, so ties break by recency without reading time
 
 
@@ -64,7 +67,7 @@ class SlotTable:
     def can_acquire(self) -> bool:
         return bool(self._free)
 
-    def acquire(self, prompt: list[int]) -> SlotChoice:
+    def acquire(self, prompt: list[int], adapter: str | None = None) -> SlotChoice:
         """Take the free slot that best serves ``prompt``.
 
         At most ``len(prompt) - 1`` tokens count as cached: the last prompt token must go through
@@ -73,15 +76,19 @@ class SlotTable:
         best = SlotChoice(self._least_recent_free(), 0)
         if self.enabled:
             for slot in self._free:
-                cached = min(common_prefix(self._memory[slot].tokens, prompt), len(prompt) - 1)
+                memory = self._memory[slot]
+                if memory.adapter != adapter:
+                    continue
+                cached = min(common_prefix(memory.tokens, prompt), len(prompt) - 1)
                 if cached > best.cached:
                     best = SlotChoice(slot, cached)
         self._free.remove(best.slot)
         return best
 
-    def release(self, slot: int, tokens: list[int]) -> None:
-        """Give ``slot`` back, remembering the tokens its KV cache now holds."""
-        self._memory[slot] = SlotMemory(tokens if self.enabled else [], next(_clock))
+    def release(self, slot: int, tokens: list[int], adapter: str | None = None) -> None:
+        """Give ``slot`` back, remembering the tokens its KV cache now holds (computed with
+        ``adapter``)."""
+        self._memory[slot] = SlotMemory(tokens if self.enabled else [], adapter, next(_clock))
         self._free.add(slot)
 
     def trimmed(self, slot: int, keep: int) -> None:

@@ -54,6 +54,7 @@ class Request:
     params: SamplingParams
     sink: DeltaSink
     max_total_tokens: int  # the slot's context: prompt + output may not exceed it
+    adapter: str | None = None  # the LoRA adapter to generate with; None: the base model
     status: RequestStatus = RequestStatus.WAITING
     slot: int | None = None
     num_computed: int = 0       # prompt tokens already in the KV cache

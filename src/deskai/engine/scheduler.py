@@ -73,7 +73,7 @@ class Scheduler:
     def admit(self) -> Request:
         """Give the oldest waiting request a slot, reusing what that slot already holds."""
         request = self.waiting.popleft()
-        choice = self.slots.acquire(request.prompt_tokens)
+        choice = self.slots.acquire(request.prompt_tokens, request.adapter)
         kept = self._reuse(choice.slot, choice.cached)
         self.slots.trimmed(choice.slot, kept)
         request.slot = choice.slot
@@ -93,7 +93,8 @@ class Scheduler:
         elif request in self.waiting:
             self.waiting.remove(request)
         if request.slot is not None and request.status is RequestStatus.RUNNING:
-            self.slots.release(request.slot, request.kv_tokens if keep_cache else [])
+            self.slots.release(request.slot, request.kv_tokens if keep_cache else [],
+                               request.adapter)
         request.status = RequestStatus.FINISHED
 
     @property

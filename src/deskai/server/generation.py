@@ -69,7 +69,7 @@ class DeltaStream:
         self._request = loaded.engine.add_request(
             prompt, params,
             lambda delta: loop.call_soon_threadsafe(self._deltas.put_nowait, delta),
-            add_special=add_special)
+            add_special=add_special, adapter=loaded.adapter)
         self._done = False
         self._model = loaded.name
         self._metrics = getattr(http_request.app.state, "metrics", None) if http_request else None

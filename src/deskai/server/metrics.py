@@ -63,8 +63,10 @@ class EngineCollector(Collector):
             engine = model.generator
             if engine is None:
                 continue
-            active = list(engine.scheduler.running)
-            waiting.add_metric([model.name], len(engine.scheduler.waiting))
+            # names over one base share its engine: count each name's own requests
+            active = [r for r in engine.scheduler.running if r.adapter == model.adapter]
+            waiting.add_metric([model.name], sum(r.adapter == model.adapter
+                                                 for r in engine.scheduler.waiting))
             running.add_metric([model.name], len(active))
             kv_used.add_metric([model.name], sum(r.num_computed + r.num_output_tokens
                                                  for r in active))
