@@ -55,6 +55,18 @@ def test_without_a_match_the_least_recently_used_slot_is_taken() -> None:
     assert table.acquire([9]).slot == 1
 
 
+def test_cached_prefixes_beyond_the_budget_are_evicted_oldest_first() -> None:
+    table = SlotTable(3)
+    for _ in range(3):
+        table.acquire([])
+    table.release(0, [1] * 50)
+    table.release(1, [2] * 30)
+    table.release(2, [3] * 40)
+    assert table.evict(100) == [0]  # 120 held: the oldest goes
+    assert table.acquire([1] * 10).cached == 0
+    assert table.evict(100) == []
+
+
 def test_disabled_cache_reuses_nothing() -> None:
     table = SlotTable(1, enabled=False)
     table.acquire([])

@@ -56,7 +56,8 @@ class LlamaCppEngine:
                                    # a reused prefix was computed in other chunks
                                    prefix_cache=options.prefix_cache
                                    and not options.batch_invariant,
-                                   batch_invariant=options.batch_invariant)
+                                   batch_invariant=options.batch_invariant,
+                                   cached_tokens_budget=self.runner.facts.n_ctx_per_seq)
         self._work = threading.Condition()
         self._closing = False
         self.last_used = time.monotonic()
@@ -243,7 +244,9 @@ class LlamaCppEngine:
         with self._work:
             # the slot keeps its tokens for the prefix cache, unless a failed decode left them
             # in an unknown state
-            self.scheduler.release(request, keep_cache=reason is not FinishReason.ERROR)
+            stale = self.scheduler.release(request, keep_cache=reason is not FinishReason.ERROR)
+        for slot in stale:
+            self.runner.clear_sequence(slot)
         self._free_sampler(request)
         request.finish_reason = reason
         ids = (last_token,) if last_token is not None else ()

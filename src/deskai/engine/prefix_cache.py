@@ -91,6 +91,21 @@ class SlotTable:
         self._memory[slot] = SlotMemory(tokens if self.enabled else [], adapter, next(_clock))
         self._free.add(slot)
 
+    def evict(self, budget: int) -> list[int]:
+        """Forget the prefixes of the least recently used free slots until the free slots
+        hold at most ``budget`` tokens; return the slots whose cells should be cleared."""
+        free = sorted(self._free, key=lambda slot: self._memory[slot].last_used)
+        held = sum(len(self._memory[slot].tokens) for slot in free)
+        evicted: list[int] = []
+        for slot in free:
+            if held <= budget:
+                break
+            if self._memory[slot].tokens:
+                held -= len(self._memory[slot].tokens)
+                self._memory[slot].tokens = []
+                evicted.append(slot)
+        return evicted
+
     def trimmed(self, slot: int, keep: int) -> None:
         """Record that only the first ``keep`` tokens of ``slot`` survived a trim."""
         del self._memory[slot].tokens[keep:]

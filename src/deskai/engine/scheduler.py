@@ -38,7 +38,7 @@ class Scheduler:
 
     def __init__(self, num_slots: int, max_batch_tokens: int, max_queue: int, *,
                  reuse: ReuseFn | None = None, prefix_cache: bool = True,
-                 batch_invariant: bool = False) -> None:
+                 batch_invariant: bool = False, cached_tokens_budget: int = 4096) -> None:
         self.num_slots = num_slots
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
@@ -46,6 +46,9 @@ class Scheduler:
         self.running: list[Request] = []
         self.slots = SlotTable(num_slots, enabled=prefix_cache)
         self._reuse: ReuseFn = reuse or (lambda slot, cached: cached)
+        # all slots share one KV buffer, and attention scans every cell in use, including
+        # cached prefixes no running request needs: keep at most this many of those
+        self.cached_tokens_budget = cached_tokens_budget
         # every prompt chunk starts at a multiple of ``max_batch_tokens``, as when run alone,
         # and the engine decodes each entry on its own: batched output equals solo output
         self.batch_invariant = batch_invariant
@@ -82,20 +85,27 @@ class Scheduler:
         self.running.append(request)
         return request
 
-    def release(self, request: Request, *, keep_cache: bool = True) -> None:
+    def release(self, request: Request, *, keep_cache: bool = True) -> list[int]:
         """Take a finished or cancelled request out, giving its slot back.
 
         The slot keeps the request's tokens for the next prompt that starts the same way, unless
-        ``keep_cache`` is false (after a failed decode its contents are unknown).
+        ``keep_cache`` is false (after a failed decode its contents are unknown). Returns the
+        slots whose cells the caller should clear: this one if it keeps nothing, and the least
+        recently used cached prefixes beyond ``cached_tokens_budget``.
         """
         if request in self.running:
             self.running.remove(request)
         elif request in self.waiting:
             self.waiting.remove(request)
+        stale: list[int] = []
         if request.slot is not None and request.status is RequestStatus.RUNNING:
-            self.slots.release(request.slot, request.kv_tokens if keep_cache else [],
-                               request.adapter)
+            kept = request.kv_tokens if keep_cache and self.slots.enabled else []
+            self.slots.release(request.slot, kept, request.adapter)
+            stale = self.slots.evict(self.cached_tokens_budget)
+            if not kept:
+                stale.append(request.slot)
         request.status = RequestStatus.FINISHED
+        return stale
 
     @property
     def has_work(self) -> bool:
