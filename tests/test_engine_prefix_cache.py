@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deskai.engine.capacity import default_parallel, kv_bytes_per_slot
-from deskai.engine.prefix_cache import SlotTable, common_prefix
+from deskai.engine.prefix_cache import MIN_REUSED_TOKENS, SlotTable, common_prefix
+
+SHARED = list(range(100, 100 + MIN_REUSED_TOKENS + 4))  # a prefix long enough to reuse
 
 
 def test_common_prefix() -> None:
@@ -21,29 +23,40 @@ def test_prompt_goes_to_the_slot_holding_its_longest_prefix() -> None:
     table = SlotTable(3)
     for _ in range(3):
         table.acquire([])  # take all three
-    table.release(0, [1, 2, 3, 4])
-    table.release(1, [1, 2, 9])
+    table.release(0, [*SHARED, 4])
+    table.release(1, [*SHARED[:10], 9])
     table.release(2, [7, 7])
-    choice = table.acquire([1, 2, 3, 5, 6])
-    assert (choice.slot, choice.cached) == (0, 3)
+    choice = table.acquire([*SHARED, 5, 6])
+    assert (choice.slot, choice.cached) == (0, len(SHARED))
+
+
+def test_a_match_too_short_to_be_worth_a_slot_is_ignored() -> None:
+    table = SlotTable(2)
+    table.acquire([])
+    table.acquire([])
+    table.release(1, [0, 0])
+    table.release(0, [1, 2, 3])  # the most recent, and sharing [1, 2] with the prompt
+    choice = table.acquire([1, 2, 9])
+    assert (choice.slot, choice.cached) == (1, 0)
 
 
 def test_last_prompt_token_is_never_cached() -> None:
     table = SlotTable(1)
     table.acquire([])
-    table.release(0, [1, 2, 3])
-    assert table.acquire([1, 2, 3]).cached == 2  # its logits pick the first output token
+    table.release(0, SHARED)
+    # its logits pick the first output token
+    assert table.acquire(SHARED).cached == len(SHARED) - 1
 
 
 def test_a_prefix_counts_only_for_the_adapter_that_computed_it() -> None:
     table = SlotTable(1)
     table.acquire([])
-    table.release(0, [1, 2, 3, 4], adapter="sha256-a")
-    assert table.acquire([1, 2, 3, 5], adapter="sha256-b").cached == 0
-    table.release(0, [1, 2, 3, 4], adapter="sha256-a")
-    assert table.acquire([1, 2, 3, 5]).cached == 0  # the bare base model differs too
-    table.release(0, [1, 2, 3, 4], adapter="sha256-a")
-    assert table.acquire([1, 2, 3, 5], adapter="sha256-a").cached == 3
+    table.release(0, [*SHARED, 4], adapter="sha256-a")
+    assert table.acquire([*SHARED, 5], adapter="sha256-b").cached == 0
+    table.release(0, [*SHARED, 4], adapter="sha256-a")
+    assert table.acquire([*SHARED, 5]).cached == 0  # the bare base model differs too
+    table.release(0, [*SHARED, 4], adapter="sha256-a")
+    assert table.acquire([*SHARED, 5], adapter="sha256-a").cached == len(SHARED)
 
 
 def test_without_a_match_the_least_recently_used_slot_is_taken() -> None:

@@ -123,11 +123,13 @@ async def _stream_once(client: httpx.AsyncClient, body: dict[str, object]) -> Re
     return RequestTiming(arrivals[0] - start, gaps, usage_tokens or len(arrivals), end - start)
 
 
-async def run_level(spec: LoadSpec, concurrency: int, requests: int) -> LevelResult:
-    """Send ``requests`` requests, ``concurrency`` at a time, and summarize them."""
+async def run_level(spec: LoadSpec, concurrency: int, requests: int,
+                    first_prompt: int = 0) -> LevelResult:
+    """Send ``requests`` requests, ``concurrency`` at a time, and summarize them; their prompts
+    are the generated ones from index ``first_prompt`` on."""
     headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
     limits = httpx.Limits(max_connections=concurrency + 4)
-    counter = iter(range(requests))
+    counter = iter(range(first_prompt, first_prompt + requests))
     timings: list[RequestTiming] = []
     errors: list[str] = []
 
@@ -169,9 +171,11 @@ def run_benchmark(spec: LoadSpec, levels: list[int], requests_per_level: int | N
         if warmup:
             await run_level(LoadSpec(spec.url, spec.model, 8, 4, spec.api_key), 1, 1)
         results = []
-        for level in levels:
+        first_prompt = 0
+        for level in levels:  # new prompts at every level: no server gets a cached head start
             count = requests_per_level or max(level, 4)
-            results.append(await run_level(spec, level, count))
+            results.append(await run_level(spec, level, count, first_prompt))
+            first_prompt += count
         return results
 
     return asyncio.run(main())

@@ -18,6 +18,9 @@ import itertools
 from dataclasses import dataclass, field
 
 _clock = itertools.count(1)
+# A shorter match (every prompt starts with BOS; word salads share a first word) saves almost
+# nothing, and taking that slot would evict a prefix worth keeping in favour of the LRU one.
+MIN_REUSED_TOKENS = 8
 
 
 @dataclass(slots=True)
@@ -80,7 +83,7 @@ class SlotTable:
                 if memory.adapter != adapter:
                     continue
                 cached = min(common_prefix(memory.tokens, prompt), len(prompt) - 1)
-                if cached > best.cached:
+                if cached > best.cached and cached >= MIN_REUSED_TOKENS:
                     best = SlotChoice(slot, cached)
         self._free.remove(best.slot)
         return best
