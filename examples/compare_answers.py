@@ -31,8 +31,8 @@ def answer(manager: ModelManager, model: str, prompt: str) -> str:
                                 eos_token=template.eos_token)
     rendered = template.render([{"role": "user", "content": prompt}])
     params = SamplingParams(max_tokens=48, temperature=0.0, stop=rendered.stop)
-    text = "".join(d.text for d in loaded.engine.generate(rendered.text, params,
-                                                         add_special=rendered.add_special))
+    text = "".join(d.text for d in loaded.generate(rendered.text, params,
+                                                  add_special=rendered.add_special))
     return text.strip().replace("\n", " / ")
 
 

@@ -45,9 +45,8 @@ def _chat(manager: ModelManager, name: str) -> str:
     loaded = manager.get(name)
     rendered = loaded.template.render([{"role": "user", "content": QUESTION}])
     params = SamplingParams(max_tokens=16, temperature=0.0, stop=rendered.stop)
-    return "".join(d.text for d in loaded.engine.generate(rendered.text, params,
-                                                         add_special=rendered.add_special,
-                                                         adapter=loaded.adapter))
+    return "".join(d.text for d in loaded.generate(rendered.text, params,
+                                                  add_special=rendered.add_special))
 
 
 @pytest.fixture(scope="module")

@@ -49,15 +49,14 @@ class LocalBackend:
         self.loaded = self.manager.get(model)
 
     def complete(self, prompt: str, params: SamplingParams) -> Iterator[str]:
-        for delta in self.loaded.engine.generate(prompt, params, adapter=self.loaded.adapter):
+        for delta in self.loaded.generate(prompt, params):
             yield delta.text
 
     def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[str]:
         rendered = self.loaded.template.render(messages)
         params.stop = [*params.stop, *rendered.stop]
-        for delta in self.loaded.engine.generate(rendered.text, params,
-                                                 add_special=rendered.add_special,
-                                                 adapter=self.loaded.adapter):
+        for delta in self.loaded.generate(rendered.text, params,
+                                          add_special=rendered.add_special):
             yield delta.text
 
     def close(self) -> None:

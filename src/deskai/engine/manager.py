@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from deskai.engine.chat_template import ChatTemplate
 from deskai.engine.embedding import EMBEDDING_ARCHITECTURES, LlamaCppEmbedder
 from deskai.engine.engine import EngineOptions, LlamaCppEngine
+from deskai.engine.request import Delta, DeltaSink, Request
+from deskai.engine.sampling_params import SamplingParams
 from deskai.errors import InvalidInputError
 from deskai.store import Manifest, Store, parse_model_name, resolve_model_path
 
@@ -49,6 +51,18 @@ class LoadedModel:
             raise InvalidInputError(f"{self.name} is an embedding model: it cannot generate "
                                     "text (use /v1/embeddings)", param="model")
         return self.generator
+
+    def add_request(self, prompt: str | list[int], params: SamplingParams, sink: DeltaSink, *,
+                    add_special: bool = True) -> Request:
+        """Queue a prompt on this name's engine, with this name's adapter."""
+        return self.engine.add_request(prompt, params, sink, add_special=add_special,
+                                       adapter=self.adapter)
+
+    def generate(self, prompt: str | list[int], params: SamplingParams, *,
+                 add_special: bool = True) -> Iterator[Delta]:
+        """``LlamaCppEngine.generate`` with this name's adapter."""
+        return self.engine.generate(prompt, params, add_special=add_special,
+                                    adapter=self.adapter)
 
     @property
     def embeddings(self) -> LlamaCppEmbedder:

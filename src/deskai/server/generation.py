@@ -66,10 +66,10 @@ class DeltaStream:
         loop = asyncio.get_running_loop()
         self._deltas: asyncio.Queue[Delta] = asyncio.Queue()
         self._http_request = http_request
-        self._request = loaded.engine.add_request(
+        self._request = loaded.add_request(
             prompt, params,
             lambda delta: loop.call_soon_threadsafe(self._deltas.put_nowait, delta),
-            add_special=add_special, adapter=loaded.adapter)
+            add_special=add_special)
         self._done = False
         self._model = loaded.name
         self._metrics = getattr(http_request.app.state, "metrics", None) if http_request else None
