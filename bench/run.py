@@ -151,9 +151,9 @@ def identical_rate(url: str, n: int = 16, tokens: int = 48) -> dict[str, float]:
         return [r.json()["choices"][0]["text"] for r in replies]
 
     batched = asyncio.run(together())
-    same = sum(a == b for a, b in zip(alone, batched))
+    same = sum(a == b for a, b in zip(alone, batched, strict=True))
     prefix_words = [len(os.path.commonprefix([a.split(), b.split()])) / max(len(a.split()), 1)
-                    for a, b in zip(alone, batched)]
+                    for a, b in zip(alone, batched, strict=True)]
     return {"identical": same, "of": n, "rate": same / n,
             "mean_shared_prefix": sum(prefix_words) / n}
 
@@ -195,7 +195,7 @@ def drive(running: dict[str, Server], commands: dict[str, tuple[list[str], dict[
     minutes apart, so a machine whose background load drifts treats them alike."""
     servers: dict[str, dict[str, object]] = {
         name: {"levels": [], "command": " ".join(commands[name][0])} for name in running}
-    for name, server in running.items():  # load the model before anything is timed
+    for server in running.values():  # load the model before anything is timed
         run_benchmark(LoadSpec(server.url, MODEL, 8, 4), [], warmup=True)
     for level in levels:
         for name, server in running.items():
@@ -260,8 +260,11 @@ def main() -> None:
               for name, entry in servers.items()}
     per_slot = kv_bytes_per_slot(gguf, CTX_PER_SLOT)
     results["servers"] = servers
+    per_stream = kv_bytes_per_slot(gguf, CTX_PER_SLOT, unified=False)  # llama-server's -np
     results["kv"] = {"deskai_bytes_per_slot": per_slot,
                      "deskai_slots_in_2gib": TWO_GIB // per_slot,
+                     "llama_server_bytes_per_slot": per_stream,
+                     "llama_server_slots_in_2gib": TWO_GIB // per_stream,
                      "full_size_bytes_per_slot": kv_bytes_per_slot(gguf, CTX_PER_SLOT,
                                                                     swa_full=True)}
     results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]

@@ -57,8 +57,9 @@ def ratios(data: dict[str, Any]) -> list[str]:
     for name, entry in servers.items():
         if "prefix_cache" in entry:
             p = entry["prefix_cache"]
-            lines.append(f"- {name}: 1,000-token cached prefix TTFT {p['warm_ttft_s'] * 1000:.0f} ms"
-                         f" vs cold {p['cold_ttft_s'] * 1000:.0f} ms = "
+            lines.append(f"- {name}: 1,000-token cached prefix TTFT "
+                         f"{p['warm_ttft_s'] * 1000:.0f} ms vs cold "
+                         f"{p['cold_ttft_s'] * 1000:.0f} ms = "
                          f"**{p['cold_ttft_s'] / p['warm_ttft_s']:.1f}×** faster")
     same = servers["deskai"].get("batched_vs_solo")
     if same:
@@ -70,6 +71,10 @@ def ratios(data: dict[str, Any]) -> list[str]:
                  f"MiB → {kv['deskai_slots_in_2gib']} slots in 2 GiB; full-size (swa_full) "
                  f"{kv['full_size_bytes_per_slot'] / 2**20:.1f} MiB → "
                  f"{2 * 2**30 // kv['full_size_bytes_per_slot']} slots")
+    if "llama_server_bytes_per_slot" in kv:
+        lines.append(f"  - llama-server with `-np` (one stream per slot): "
+                     f"{kv['llama_server_bytes_per_slot'] / 2**20:.1f} MiB → "
+                     f"{kv['llama_server_slots_in_2gib']} slots in 2 GiB")
     cpp_kv = servers.get("llama-server (C++)", {}).get("kv_mib_total")
     if cpp_kv:
         slots = data["settings"]["levels"].split(",")[-1]

@@ -88,12 +88,16 @@ def test_disabled_cache_reuses_nothing() -> None:
 
 
 def test_windowed_layers_make_slots_smaller(real_gguf: Path) -> None:
-    # Gemma 3 270M: 18 layers, one 256-dim KV head, 15 of them windowed to 512 tokens
-    windowed = kv_bytes_per_slot(real_gguf, 4096)
-    full = kv_bytes_per_slot(real_gguf, 4096, swa_full=True)
-    assert full == 18 * 4096 * 1024
-    assert windowed == (3 * 4096 + 15 * 1024) * 1024
-    assert full / windowed > 2.5
+    # Gemma 3 270M: 18 layers, one 256-dim KV head, 15 of them windowed to 512 tokens; the
+    # sizes llama.cpp logs for 32 slots of 2,048 tokens: 65,536 full cells × 3 layers and
+    # 16,896 windowed cells × 15 layers (unified), or 2,048 and 1,024 per slot (per stream)
+    full = kv_bytes_per_slot(real_gguf, 2048, swa_full=True)
+    unified = kv_bytes_per_slot(real_gguf, 2048)
+    per_stream = kv_bytes_per_slot(real_gguf, 2048, unified=False)
+    assert full == 18 * 2048 * 1024
+    assert unified * 32 == (3 * 65536 + 15 * 16896) * 1024
+    assert per_stream == (3 * 2048 + 15 * 1024) * 1024
+    assert full > per_stream > unified
 
 
 def test_default_parallel_is_bounded_by_memory_and_cores() -> None:

@@ -56,6 +56,7 @@ class Runtime:
     kv_type: str = "f16"
     flash_attn: bool = False
     swa_full: bool = False
+    kv_unified: bool = False  # one KV buffer for all ``batch`` sequences (deskai's engine)
     device_kind: str = "cpu"  # "cpu", "unified" or "gpu"
     prompt_tokens: int | None = None  # for the resident estimate; default: one ubatch
 
@@ -97,9 +98,21 @@ def kv_cells(arch: Architecture, layer: int, runtime: Runtime) -> int:
     return min(context, pad(arch.sliding_window + runtime.ubatch))
 
 
+def unified_kv_cells(arch: Architecture, layer: int, runtime: Runtime) -> int:
+    """KV cells ``layer`` allocates for all sequences in one unified buffer: a windowed layer
+    keeps one window per sequence plus a single micro-batch, shared."""
+    context = pad(runtime.context * runtime.batch)
+    if not arch.is_sliding(layer) or runtime.swa_full:
+        return context
+    return min(context, pad(arch.sliding_window * runtime.batch + runtime.ubatch))
+
+
 def kv_cache_bytes(arch: Architecture, runtime: Runtime) -> float:
     """The KV cache summed over layers, for ``runtime.batch`` sequences."""
     element = kv_bytes_per_element(runtime.kv_type)
+    if runtime.kv_unified:
+        return element * sum(arch.kv_elements_per_token(i) * unified_kv_cells(arch, i, runtime)
+                             for i in range(arch.layers))
     per_sequence = sum(arch.kv_elements_per_token(i) * kv_cells(arch, i, runtime)
                        for i in range(arch.layers))
     return per_sequence * element * runtime.batch
