@@ -59,7 +59,7 @@ def schema_of(tool: dict) -> dict:
 def test_required_tool_call_arguments_always_validate(client: openai.OpenAI, seed: int) -> None:
     result = client.chat.completions.create(
         model=REAL_MODEL, messages=ASK, tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
-        tool_choice="required", temperature=0.9, seed=seed, max_tokens=200)
+        tool_choice="required", temperature=0.9, seed=seed, max_tokens=400)
     choice = result.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None

@@ -112,6 +112,11 @@ def _choice(tool_choice: Any, tools: list[Tool]) -> tuple[str, list[Tool]]:
                             param="tool_choice")
 
 
+# Parallel calls per turn. Small models sampled at a high temperature otherwise repeat the same
+# calls until max_tokens, and a cut-off list is no call at all.
+MAX_PARALLEL_CALLS = 8
+
+
 def calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any]:
     """JSON schema of the generic tool-call object, one branch per allowed tool."""
     call_branches = [{
@@ -121,10 +126,9 @@ def calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any]:
         "additionalProperties": False,
     } for tool in tools]
     calls: dict[str, Any] = {"type": "array", "minItems": 1,
+                             "maxItems": MAX_PARALLEL_CALLS if parallel else 1,
                              "items": call_branches[0] if len(call_branches) == 1
                              else {"anyOf": call_branches}}
-    if not parallel:
-        calls["maxItems"] = 1
     return {"type": "object", "properties": {"tool_calls": calls}, "required": ["tool_calls"],
             "additionalProperties": False}
 
