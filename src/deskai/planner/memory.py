@@ -91,31 +91,23 @@ def pad(value: int, to: int = KV_PAD) -> int:
 
 
 def kv_cells(arch: Architecture, layer: int, runtime: Runtime) -> int:
-    """KV cells ``layer`` allocates per sequence (llama.cpp's sizes, padded)."""
-    context = pad(runtime.context)
-    if not arch.is_sliding(layer) or runtime.swa_full:
-        return context
-    return min(context, pad(arch.sliding_window + runtime.ubatch))
+    """KV cells ``layer`` allocates for ``runtime.batch`` sequences (llama.cpp's sizes, padded).
 
-
-def unified_kv_cells(arch: Architecture, layer: int, runtime: Runtime) -> int:
-    """KV cells ``layer`` allocates for all sequences in one unified buffer: a windowed layer
-    keeps one window per sequence plus a single micro-batch, shared."""
-    context = pad(runtime.context * runtime.batch)
+    One stream per sequence, or with ``kv_unified`` one stream for all of them; a windowed layer
+    keeps a window per sequence plus one micro-batch per stream.
+    """
+    streams, per_stream = (1, runtime.batch) if runtime.kv_unified else (runtime.batch, 1)
+    context = pad(runtime.context * per_stream)
     if not arch.is_sliding(layer) or runtime.swa_full:
-        return context
-    return min(context, pad(arch.sliding_window * runtime.batch + runtime.ubatch))
+        return streams * context
+    return streams * min(context, pad(arch.sliding_window * per_stream + runtime.ubatch))
 
 
 def kv_cache_bytes(arch: Architecture, runtime: Runtime) -> float:
     """The KV cache summed over layers, for ``runtime.batch`` sequences."""
     element = kv_bytes_per_element(runtime.kv_type)
-    if runtime.kv_unified:
-        return element * sum(arch.kv_elements_per_token(i) * unified_kv_cells(arch, i, runtime)
-                             for i in range(arch.layers))
-    per_sequence = sum(arch.kv_elements_per_token(i) * kv_cells(arch, i, runtime)
-                       for i in range(arch.layers))
-    return per_sequence * element * runtime.batch
+    return element * sum(arch.kv_elements_per_token(i) * kv_cells(arch, i, runtime)
+                         for i in range(arch.layers))
 
 
 def compute_buffer_bytes(arch: Architecture, runtime: Runtime, *, tokens: int | None = None,
