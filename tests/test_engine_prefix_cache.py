@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deskai.benchmark.loadgen import make_prompt
 from deskai.engine.capacity import default_parallel, kv_bytes_per_slot
+from deskai.engine.engine import EngineOptions, LlamaCppEngine
 from deskai.engine.prefix_cache import MIN_REUSED_TOKENS, SlotTable, common_prefix
+from deskai.engine.sampling_params import SamplingParams
 
 SHARED = list(range(100, 100 + MIN_REUSED_TOKENS + 4))  # a prefix long enough to reuse
 
@@ -85,6 +88,27 @@ def test_disabled_cache_reuses_nothing() -> None:
     table.acquire([])
     table.release(0, [1, 2, 3])
     assert table.acquire([1, 2, 3, 4]).cached == 0
+
+
+def test_the_engine_drops_the_oldest_cached_prefix_beyond_one_slots_context(
+        real_gguf: Path) -> None:
+    """Two finished 150-token prompts leave more than a 256-token slot's worth cached in the
+    free slots: the engine clears the older one, and only the newer is still a cache hit."""
+    engine = LlamaCppEngine(real_gguf, EngineOptions(context_length=256, parallel=2, threads=2))
+    older, newer = make_prompt(1, 150), make_prompt(2, 150)
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+
+    def cached_tokens(prompt: str) -> int:
+        return list(engine.generate(prompt, params))[-1].cached_tokens
+
+    try:
+        assert cached_tokens(older) == cached_tokens(newer) == 0
+        newer_again = cached_tokens(newer)
+        older_again = cached_tokens(older)
+    finally:
+        engine.close()
+    assert newer_again > 100
+    assert older_again == 0
 
 
 def test_windowed_layers_make_slots_smaller(real_gguf: Path) -> None:

@@ -58,8 +58,12 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class SlotTable:
     """The free and busy slots, and the tokens each free slot still holds."""
 
-    def __init__(self, num_slots: int, *, enabled: bool = True) -> None:
+    def __init__(self, num_slots: int, *, enabled: bool = True,
+                 cached_tokens_budget: int | None = None) -> None:
         self.enabled = enabled
+        # all slots share one KV buffer, and attention scans every cell in use, including
+        # cached prefixes no running request needs: free slots keep at most this many tokens
+        self.cached_tokens_budget = cached_tokens_budget
         self._memory = [SlotMemory() for _ in range(num_slots)]
         self._free: set[int] = set(range(num_slots))
 
@@ -88,11 +92,15 @@ class SlotTable:
         self._free.remove(best.slot)
         return best
 
-    def release(self, slot: int, tokens: list[int], adapter: str | None = None) -> None:
+    def release(self, slot: int, tokens: list[int], adapter: str | None = None) -> list[int]:
         """Give ``slot`` back, remembering the tokens its KV cache now holds (computed with
-        ``adapter``)."""
-        self._memory[slot] = SlotMemory(tokens if self.enabled else [], adapter, next(_clock))
+        ``adapter``); return the slots whose cells should be cleared: this one if it keeps
+        nothing, and the oldest cached prefixes beyond ``cached_tokens_budget``."""
+        kept = tokens if self.enabled else []
+        self._memory[slot] = SlotMemory(kept, adapter, next(_clock))
         self._free.add(slot)
+        stale = [] if self.cached_tokens_budget is None else self.evict(self.cached_tokens_budget)
+        return stale if kept else [*stale, slot]
 
     def evict(self, budget: int) -> list[int]:
         """Forget the prefixes of the least recently used free slots until the free slots

@@ -44,11 +44,9 @@ class Scheduler:
         self.max_queue = max_queue
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
-        self.slots = SlotTable(num_slots, enabled=prefix_cache)
+        self.slots = SlotTable(num_slots, enabled=prefix_cache,
+                               cached_tokens_budget=cached_tokens_budget)
         self._reuse: ReuseFn = reuse or (lambda slot, cached: cached)
-        # all slots share one KV buffer, and attention scans every cell in use, including
-        # cached prefixes no running request needs: keep at most this many of those
-        self.cached_tokens_budget = cached_tokens_budget
         # every prompt chunk starts at a multiple of ``max_batch_tokens``, as when run alone,
         # and the engine decodes each entry on its own: batched output equals solo output
         self.batch_invariant = batch_invariant
@@ -91,7 +89,7 @@ class Scheduler:
         The slot keeps the request's tokens for the next prompt that starts the same way, unless
         ``keep_cache`` is false (after a failed decode its contents are unknown). Returns the
         slots whose cells the caller should clear: this one if it keeps nothing, and the least
-        recently used cached prefixes beyond ``cached_tokens_budget``.
+        recently used cached prefixes beyond the slot table's budget.
         """
         if request in self.running:
             self.running.remove(request)
@@ -99,11 +97,8 @@ class Scheduler:
             self.waiting.remove(request)
         stale: list[int] = []
         if request.slot is not None and request.status is RequestStatus.RUNNING:
-            kept = request.kv_tokens if keep_cache and self.slots.enabled else []
-            self.slots.release(request.slot, kept, request.adapter)
-            stale = self.slots.evict(self.cached_tokens_budget)
-            if not kept:
-                stale.append(request.slot)
+            stale = self.slots.release(request.slot, request.kv_tokens if keep_cache else [],
+                                       request.adapter)
         request.status = RequestStatus.FINISHED
         return stale
 
