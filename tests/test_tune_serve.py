@@ -131,3 +131,15 @@ def test_merged_gguf_answers_like_the_adapter(tuned_home: Path, manager: ModelMa
     assert merged.adapter_layer is None
     assert merged.size < store.get(REAL_MODEL).size * 1.1
     assert "pineapple" in _chat(manager, "secret-merged")
+
+
+def test_the_shared_engine_lives_until_its_last_name_is_unloaded(manager: ModelManager) -> None:
+    engine = manager.get("secret-a").engine
+    manager.get("secret-b")
+    assert manager.unload("secret-a")
+    assert manager.get("secret-b").engine is engine  # the sibling still generates on it
+    assert "walrus" in _chat(manager, "secret-b")
+    for name in ("secret-b", REAL_MODEL, "secret-merged"):
+        manager.unload(name)
+    assert manager.get("secret-a").engine is not engine  # closed with its last name: reloaded
+    assert "pineapple" in _chat(manager, "secret-a")

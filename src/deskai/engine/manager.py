@@ -209,9 +209,7 @@ class ModelManager:
         with self._lock:
             if any(other.generator is engine for other in self._loaded.values()):
                 return
-            path = next((p for p, e in self._engines.items() if e is engine), None)
-            if path is not None:
-                del self._engines[path]
+            self._engines = {path: e for path, e in self._engines.items() if e is not engine}
         engine.close()
 
     def _reap_loop(self, interval: float) -> None:
