@@ -1,7 +1,7 @@
 """Serving benchmark: deskai vs llama.cpp's C++ llama-server vs llama-cpp-python's server.
 
     python bench/run.py [--levels 1,4,16,32] [--prompt-tokens 64] [--output-tokens 128]
-                        [--threads 2] [--out docs]
+                        [--threads 2] [--rounds 3] [--out docs]
 
 Same GGUF (gemma3:270m), same thread count, same load generator (``deskai.benchmark``) for
 every server; llama-bench and llama-batched-bench give the kernels' ceilings. The C++ tools are
@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+from inprocess import InProcessEngine
 
 from deskai.benchmark.loadgen import (
     LevelResult,
@@ -33,6 +38,7 @@ from deskai.benchmark.loadgen import (
     make_prompt,
     one_request,
     run_benchmark,
+    run_level,
 )
 from deskai.benchmark.report import plot
 from deskai.engine.capacity import kv_bytes_per_slot
@@ -43,6 +49,7 @@ LLAMA_CPP_PYTHON = "0.3.36"
 MODEL = "gemma3:270m"
 CTX_PER_SLOT = 2048
 TWO_GIB = 2 * 2**30
+ENGINE = "deskai engine (in process)"
 
 
 def tools() -> Path:
@@ -188,24 +195,31 @@ def llama_server_kv_mib(log: Path) -> float:
     return sum(float(s) for s in sizes)
 
 
-def drive(running: dict[str, Server], commands: dict[str, tuple[list[str], dict[str, str]]],
-          levels: list[int], args: argparse.Namespace,
-          results: dict[str, object]) -> dict[str, dict[str, object]]:
-    """Level by level, each server in turn: the servers compared at one level are measured
-    minutes apart, so a machine whose background load drifts treats them alike."""
-    servers: dict[str, dict[str, object]] = {
-        name: {"levels": [], "command": " ".join(commands[name][0])} for name in running}
+def drive(running: dict[str, Server], engine: InProcessEngine | None, levels: list[int],
+          args: argparse.Namespace, measure_ceilings: Callable[[], dict[str, Any]],
+          results: dict[str, Any]) -> None:
+    """Round by round, level by level, each server in turn (and the engine in process, and the
+    ceilings once a round): what is compared is measured minutes apart, and the rounds' median
+    keeps one slow minute on a shared machine from deciding a ratio."""
+    servers: dict[str, dict[str, Any]] = results["servers"]
     for server in running.values():  # load the model before anything is timed
         run_benchmark(LoadSpec(server.url, MODEL, 8, 4), [], warmup=True)
-    for level in levels:
-        for name, server in running.items():
-            spec = LoadSpec(server.url, MODEL, args.prompt_tokens, args.output_tokens)
-            [result] = run_benchmark(spec, [level], warmup=False)
-            servers[name]["levels"].append(result.to_dict())  # type: ignore[union-attr]
-            print(name, json.dumps(result.to_dict()), flush=True)
+    first_prompt = 0
+    for round_ in range(args.rounds):
+        if not args.no_ceilings:
+            results["ceiling_rounds"].append(measure_ceilings())
+        for level in levels:  # the same fresh prompts for everyone at this level and round
+            for name, server in running.items():
+                spec = LoadSpec(server.url, MODEL, args.prompt_tokens, args.output_tokens)
+                record(servers[name], round_, asyncio.run(run_level(spec, level, max(level, 4),
+                                                                    first_prompt)))
+            if engine is not None:
+                record(servers[ENGINE], round_, engine.run_level(
+                    level, prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
+                    first_prompt=first_prompt))
+            first_prompt += max(level, 4)
             args.out.mkdir(parents=True, exist_ok=True)  # partial results survive a stop
-            (args.out / "benchmarks.partial.json").write_text(
-                json.dumps({**results, "servers": servers}, indent=1))
+            (args.out / "benchmarks.partial.json").write_text(json.dumps(results, indent=1))
     for name, server in running.items():
         entry = servers[name]
         if name != "llama_cpp.server":  # it has no prompt cache across requests
@@ -214,8 +228,36 @@ def drive(running: dict[str, Server], commands: dict[str, tuple[list[str], dict[
             entry["batched_vs_solo"] = identical_rate(server.url)
         if name.startswith("llama-server"):
             entry["kv_mib_total"] = llama_server_kv_mib(server.log)
-        print(name, json.dumps(entry, indent=1), flush=True)
-    return servers
+    for entry in servers.values():
+        entry["levels"] = median_levels(entry["rounds"])
+    if results["ceiling_rounds"]:
+        results["ceilings"] = median_ceilings(results["ceiling_rounds"])
+
+
+def record(entry: dict[str, Any], round_: int, result: LevelResult) -> None:
+    if len(entry["rounds"]) <= round_:
+        entry["rounds"].append([])
+    entry["rounds"][round_].append(result.to_dict())
+    print(entry["name"], f"round {round_ + 1}", json.dumps(result.to_dict()), flush=True)
+
+
+def median_levels(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per level, the round whose output tok/s is the median: one real run, not a blend."""
+    by_level = zip(*rounds, strict=True)
+    return [sorted(runs, key=lambda r: r["output_tok_s"])[len(runs) // 2] for runs in by_level]
+
+
+def median_ceilings(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
+    bench_keys = rounds[0]["llama_bench"].keys()
+    batched = {level: {key: median([r["batched_bench"][level][key] for r in rounds])
+                       for key in per_level}
+               for level, per_level in rounds[0]["batched_bench"].items()}
+    return {"llama_bench": {key: median([r["llama_bench"][key] for r in rounds])
+                            for key in bench_keys},
+            "batched_bench": batched}
 
 
 def main() -> None:
@@ -224,8 +266,11 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--output-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times every level is measured; tables show the median round")
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--skip", default="", help="servers to leave out, comma-separated")
+    parser.add_argument("--skip", default="",
+                        help=f"servers to leave out, comma-separated ({ENGINE!r} too)")
     parser.add_argument("--no-ceilings", action="store_true",
                         help="skip llama-bench and llama-batched-bench")
     args = parser.parse_args()
@@ -235,31 +280,39 @@ def main() -> None:
     store = Store(home)
     ensure_bundled_model(store)
     gguf = store.resolve(MODEL)
-    results: dict[str, object] = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "load_before": os.getloadavg()},
-        "settings": {**vars(args), "out": str(args.out), "ctx_per_slot": CTX_PER_SLOT},
-    }
-    results["ceilings"] = {"llama_bench": {}, "batched_bench": {}} if args.no_ceilings else \
-        ceilings(bin_dir, gguf, args.threads, levels, args.prompt_tokens, args.output_tokens)
-    print(json.dumps(results["ceilings"], indent=1), flush=True)
     skip = set(filter(None, args.skip.split(",")))
     commands = {name: cmd for name, cmd in server_commands(
         gguf, bin_dir, args.threads, max(levels), home).items() if name not in skip}
+    results: dict[str, Any] = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version(), "load_before": os.getloadavg()},
+        "settings": {**vars(args), "out": str(args.out), "ctx_per_slot": CTX_PER_SLOT},
+        "ceilings": {"llama_bench": {}, "batched_bench": {}}, "ceiling_rounds": [],
+        "servers": {name: {"name": name, "command": " ".join(argv), "rounds": []}
+                    for name, (argv, _env) in commands.items()},
+    }
+    engine = None
+    if ENGINE not in skip:
+        results["servers"][ENGINE] = {"name": ENGINE, "rounds": [], "command":
+                                      f"LlamaCppEngine(threads={args.threads}, "
+                                      f"parallel={max(levels)}) in bench/run.py's process"}
+        engine = InProcessEngine(gguf, threads=args.threads, slots=max(levels),
+                                 context_per_slot=CTX_PER_SLOT)
     running: dict[str, Server] = {}
     try:
         for name, (argv, env) in commands.items():  # all loaded up front, idle until driven
             port = free_port()
             running[name] = Server(name, [a.replace("{port}", str(port)) for a in argv], port,
                                    env)
-        servers = drive(running, commands, levels, args, results)
+        drive(running, engine, levels, args, functools.partial(
+            ceilings, bin_dir, gguf, args.threads, levels, args.prompt_tokens,
+            args.output_tokens), results)
     finally:
         for server in running.values():
             server.stop()
-    series = {name: [LevelResult(**r) for r in entry["levels"]]  # type: ignore[arg-type]
-              for name, entry in servers.items()}
+        if engine is not None:
+            engine.close()
     per_slot = kv_bytes_per_slot(gguf, CTX_PER_SLOT)
-    results["servers"] = servers
     per_stream = kv_bytes_per_slot(gguf, CTX_PER_SLOT, unified=False)  # llama-server's -np
     results["kv"] = {"deskai_bytes_per_slot": per_slot,
                      "deskai_slots_in_2gib": TWO_GIB // per_slot,
@@ -267,14 +320,16 @@ def main() -> None:
                      "llama_server_slots_in_2gib": TWO_GIB // per_stream,
                      "full_size_bytes_per_slot": kv_bytes_per_slot(gguf, CTX_PER_SLOT,
                                                                     swa_full=True)}
-    results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
+    results["machine"]["load_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(results, indent=1))
+    series = {name: [LevelResult(**r) for r in entry["levels"]]
+              for name, entry in results["servers"].items()}
     tg = {level: v["out_tok_s_with_prefill"]
-          for level, v in results["ceilings"]["batched_bench"].items()}  # type: ignore[index]
+          for level, v in results["ceilings"]["batched_bench"].items()}
     plot(series, args.out / "benchmarks.png", ceilings={"llama-batched-bench": tg},
          title=f"{MODEL}, {args.threads} threads, {args.prompt_tokens} in / "
-               f"{args.output_tokens} out")
+               f"{args.output_tokens} out, median of {args.rounds} rounds")
     print(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.png'}")
 
 

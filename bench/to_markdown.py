@@ -6,54 +6,105 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
 def level_table(servers: dict[str, Any]) -> list[str]:
     lines = ["| server | streams | output tok/s | req/s | TTFT p50 ms | TTFT p95 ms | ITL mean ms "
-             "| failed |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| failed | client CPU % |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, entry in servers.items():
         for r in entry["levels"]:
+            cpu = r.get("client_cpu_s")
+            client = "-" if cpu is None else f"{100 * cpu / r['duration']:.0f}"
             lines.append(f"| {name} | {r['concurrency']} | {r['output_tok_s']:.1f} | "
                          f"{r['requests_s']:.2f} | {r['ttft_p50'] * 1000:.0f} | "
                          f"{r['ttft_p95'] * 1000:.0f} | {r['itl_mean'] * 1000:.1f} | "
-                         f"{r['failures']} |")
+                         f"{r['failures']} | "
+                         f"{client} |")
     return lines
 
 
+ENGINE = "deskai engine (in process)"
+CPP = "llama-server (C++)"
+
+
+def per_round(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each round's results as {"levels": {server: {level: result}}, "ceilings": ...}: a ratio
+    is taken within a round (measured minutes apart), then the rounds' median is reported."""
+    servers = data["servers"]
+    n = max(len(entry.get("rounds", [entry["levels"]])) for entry in servers.values())
+    ceilings = data.get("ceiling_rounds") or [data["ceilings"]] * n
+    return [{"levels": {name: {r["concurrency"]: r
+                               for r in entry.get("rounds", [entry["levels"]])[i]}
+                        for name, entry in servers.items()},
+             "ceilings": ceilings[i]} for i in range(n)]
+
+
+def spread(values: list[float], fmt: str = "{:.2f}×") -> str:
+    """The median, and the range over rounds when there were several."""
+    middle = fmt.format(statistics.median(values))
+    if len(values) == 1:
+        return f"**{middle}**"
+    return f"**{middle}** ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
 def ratios(data: dict[str, Any]) -> list[str]:
-    servers, ceil = data["servers"], data["ceilings"]
+    servers = data["servers"]
+    rounds = per_round(data)
+    n = len(rounds)
 
-    def tok_s(name: str, level: int) -> float | None:
-        for r in servers.get(name, {}).get("levels", []):
-            if r["concurrency"] == level:
-                return float(r["output_tok_s"])
-        return None
+    def ratio(top: str, level: int, bottom: Callable[[dict[str, Any]], float | None],
+              metric: str = "output_tok_s") -> list[float]:
+        values = []
+        for round_ in rounds:
+            mine = round_["levels"].get(top, {}).get(level)
+            below = bottom(round_)
+            if mine and below:
+                values.append((mine[metric] if metric != "itl" else 1 / mine["itl_mean"])
+                              / below)
+        return values
 
-    lines = []
+    def server(name: str, level: int, metric: str = "output_tok_s") -> Callable[..., Any]:
+        def pick(round_: dict[str, Any]) -> float | None:
+            result = round_["levels"].get(name, {}).get(level)
+            if not result:
+                return None
+            return 1 / result["itl_mean"] if metric == "itl" else result[metric]
+        return pick
+
+    def batched(level: int, key: str) -> Callable[..., Any]:
+        def pick(round_: dict[str, Any]) -> float | None:
+            per_level = round_["ceilings"]["batched_bench"]
+            row = per_level.get(str(level)) or per_level.get(level)
+            return row[key] if row else None
+        return pick
+
+    def llama_bench_tg(round_: dict[str, Any]) -> float | None:
+        return round_["ceilings"]["llama_bench"].get("tg_tok_s")
+
+    lines = [f"Ratios within each of {n} rounds, then the median (range):"] if n > 1 else []
     top = max(r["concurrency"] for r in servers["deskai"]["levels"])
     for level in sorted({16, top}):
-        mine, cpp = tok_s("deskai", level), tok_s("llama-server (C++)", level)
-        py = tok_s("llama_cpp.server", level)
-        batched = ceil["batched_bench"].get(str(level)) or ceil["batched_bench"].get(level)
-        if mine and cpp:
-            lines.append(f"- c={level}: deskai {mine:.1f} tok/s = **{mine / cpp:.2f}×** "
-                         f"llama-server ({cpp:.1f})" + (f", {mine / py:.1f}× llama_cpp.server "
-                                                        f"({py:.1f})" if py else ""))
-        if mine and batched:
-            lines.append(f"  - vs llama-batched-bench at {level} streams: "
-                         f"{mine / batched['out_tok_s_with_prefill']:.0%} of its output rate "
-                         f"with prefill counted ({batched['out_tok_s_with_prefill']:.1f}), "
-                         f"{mine / batched['tg_tok_s']:.0%} of its pure decode rate "
-                         f"({batched['tg_tok_s']:.1f})")
-    single = next((r for r in servers["deskai"]["levels"] if r["concurrency"] == 1), None)
-    if single and ceil["llama_bench"]:
-        itl = single["itl_mean"]
-        tg = ceil["llama_bench"]["tg_tok_s"]
-        lines.append(f"- single stream decode: 1/ITL = {1 / itl:.1f} tok/s = "
-                     f"**{1 / itl / tg:.2f}×** llama-bench tg ({tg:.1f})")
+        for label, values in (
+                ("deskai / llama-server", ratio("deskai", level, server(CPP, level))),
+                ("deskai / llama_cpp.server",
+                 ratio("deskai", level, server("llama_cpp.server", level))),
+                ("llama-server / llama-batched-bench with prefill",
+                 ratio(CPP, level, batched(level, "out_tok_s_with_prefill"))),
+                ("deskai / llama-batched-bench with prefill",
+                 ratio("deskai", level, batched(level, "out_tok_s_with_prefill"))),
+                ("deskai engine in process / llama-batched-bench with prefill",
+                 ratio(ENGINE, level, batched(level, "out_tok_s_with_prefill")))):
+            if values:
+                lines.append(f"- c={level}, {label}: {spread(values)}")
+    for name in ("deskai", CPP, ENGINE):
+        values = ratio(name, 1, llama_bench_tg, metric="itl")
+        if values:
+            lines.append(f"- single stream, {name} 1/ITL / llama-bench tg: {spread(values)}")
     for name, entry in servers.items():
         if "prefix_cache" in entry:
             p = entry["prefix_cache"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from conftest import REAL_MODEL, ServerProcess
 from typer.testing import CliRunner
@@ -21,6 +22,8 @@ def test_bench_reports_each_level_as_json(server: ServerProcess) -> None:
         assert level["failures"] == 0 and level["requests"] == 2
         assert level["output_tokens"] >= 2 and level["output_tok_s"] > 0
         assert 0 < level["ttft_p50"] <= level["ttft_p95"]
+        # the load generator's own CPU use: some, and no more than the cores give in that time
+        assert 0 < level["client_cpu_s"] <= level["duration"] * (os.cpu_count() or 1)
 
 
 def test_bench_rejects_bad_levels() -> None:

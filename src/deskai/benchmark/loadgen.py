@@ -63,6 +63,8 @@ class LevelResult:
     requests_s: float
     failures: int = 0
     errors: list[str] = field(default_factory=list)
+    # CPU seconds the load generator itself used: on the server's machine, taken from it
+    client_cpu_s: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -142,14 +144,15 @@ async def run_level(spec: LoadSpec, concurrency: int, requests: int,
 
     async with httpx.AsyncClient(base_url=spec.url.rstrip("/"), headers=headers, limits=limits,
                                  timeout=spec.timeout) as client:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         duration = time.perf_counter() - start
-    return summarize(concurrency, timings, errors, duration)
+        client_cpu = time.process_time() - cpu_start
+    return summarize(concurrency, timings, errors, duration, client_cpu_s=client_cpu)
 
 
 def summarize(concurrency: int, timings: list[RequestTiming], errors: list[str],
-              duration: float) -> LevelResult:
+              duration: float, client_cpu_s: float | None = None) -> LevelResult:
     ttfts = [t.ttft for t in timings]
     itls = [gap for t in timings for gap in t.itls]
     tokens = sum(t.output_tokens for t in timings)
@@ -161,7 +164,7 @@ def summarize(concurrency: int, timings: list[RequestTiming], errors: list[str],
         itl_p95=percentile(itls, 95),
         output_tok_s=tokens / duration if duration > 0 else 0.0,
         requests_s=len(timings) / duration if duration > 0 else 0.0,
-        failures=len(errors), errors=errors[:3])
+        failures=len(errors), errors=errors[:3], client_cpu_s=client_cpu_s)
 
 
 def run_benchmark(spec: LoadSpec, levels: list[int], requests_per_level: int | None = None,

@@ -9,13 +9,22 @@ from deskai.benchmark.loadgen import LevelResult
 from deskai.errors import InvalidInputError
 
 COLUMNS = ("concurrency", "requests", "output tok/s", "req/s", "TTFT p50 ms", "TTFT p95 ms",
-           "ITL mean ms", "ITL p95 ms", "failed")
+           "ITL mean ms", "ITL p95 ms", "failed", "client CPU %")
 
 
 def table_rows(results: Sequence[LevelResult]) -> list[tuple[str, ...]]:
     return [(str(r.concurrency), str(r.requests), f"{r.output_tok_s:.1f}", f"{r.requests_s:.2f}",
              f"{r.ttft_p50 * 1000:.0f}", f"{r.ttft_p95 * 1000:.0f}", f"{r.itl_mean * 1000:.1f}",
-             f"{r.itl_p95 * 1000:.1f}", str(r.failures)) for r in results]
+             f"{r.itl_p95 * 1000:.1f}", str(r.failures), client_cpu_percent(r))
+            for r in results]
+
+
+def client_cpu_percent(result: LevelResult) -> str:
+    """The load generator's own CPU use over the level, in % of one core: what it took from a
+    server on the same machine."""
+    if result.client_cpu_s is None or result.duration <= 0:
+        return "-"
+    return f"{100 * result.client_cpu_s / result.duration:.0f}"
 
 
 def plot(series: Mapping[str, Sequence[LevelResult]], path: Path, *, title: str = "",
