@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deskai.benchmark.loadgen import make_prompt
@@ -129,3 +132,34 @@ def test_default_parallel_is_bounded_by_memory_and_cores() -> None:
     assert default_parallel(per_slot, 2**40, cores=2) == 16
     assert default_parallel(per_slot, 4 * per_slot, cores=2) == 1
     assert default_parallel(per_slot, 0, cores=2) == 1
+
+
+def test_a_cache_spread_by_many_requests_drops_its_prefixes_when_idle(real_gguf: Path) -> None:
+    """Attention scans up to the highest KV cell in use, so prefixes cached while many requests
+    ran (cells far up the buffer) are dropped once the engine goes idle; a lightly used cache
+    (one request at a time, as in a chat) keeps them."""
+    engine = LlamaCppEngine(real_gguf, EngineOptions(context_length=256, parallel=4, threads=2))
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+    prompts = [make_prompt(10 + i, 150) for i in range(4)]
+
+    def cached_tokens(prompt: str) -> int:
+        return list(engine.generate(prompt, params))[-1].cached_tokens
+
+    def idle_with(cached: Callable[[int], bool]) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not engine.busy and cached(engine.scheduler.slots.cached_tokens):
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        with ThreadPoolExecutor(4) as pool:  # 4 x ~158 tokens in use: twice a slot's context
+            assert list(pool.map(cached_tokens, prompts)) == [0] * 4
+        assert idle_with(lambda held: held == 0)
+        assert cached_tokens(prompts[0]) == 0
+        time.sleep(0.5)  # idle again, after one request alone: its prefix stays
+        assert idle_with(lambda held: held > 100)
+        assert cached_tokens(prompts[0]) > 100
+    finally:
+        engine.close()

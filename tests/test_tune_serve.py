@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ torch = pytest.importorskip("torch")
 from conftest import ServerProcess  # noqa: E402
 from tune_support import REAL_MODEL, make_tune_home, write_jsonl  # noqa: E402
 
-from deskai.engine.engine import EngineOptions  # noqa: E402
+from deskai.engine.engine import EngineOptions, LlamaCppEngine  # noqa: E402
 from deskai.engine.manager import ModelManager  # noqa: E402
 from deskai.engine.sampling_params import SamplingParams  # noqa: E402
 from deskai.store import ADAPTER_MEDIA_TYPE, Store  # noqa: E402
@@ -143,3 +144,29 @@ def test_the_shared_engine_lives_until_its_last_name_is_unloaded(manager: ModelM
         manager.unload(name)
     assert manager.get("secret-a").engine is not engine  # closed with its last name: reloaded
     assert "pineapple" in _chat(manager, "secret-a")
+
+
+def test_unloading_a_name_while_a_sibling_loads_keeps_their_engine(
+        manager: ModelManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name counts as a user of the shared engine from the moment it is handed the engine,
+    before its adapter has loaded: unloading the only *loaded* name in that window must not
+    close (and free) the weights the sibling is loading its adapter over."""
+    for name in (REAL_MODEL, *ANSWERS, "secret-merged"):
+        manager.unload(name)
+    engine = manager.get(REAL_MODEL).engine
+    adapter_loading, go_on = threading.Event(), threading.Event()
+    load_adapter = LlamaCppEngine.load_adapter
+
+    def held_load_adapter(self: LlamaCppEngine, key: str, path: Path) -> None:
+        adapter_loading.set()
+        go_on.wait(timeout=60)
+        load_adapter(self, key, path)
+
+    monkeypatch.setattr(LlamaCppEngine, "load_adapter", held_load_adapter)
+    with ThreadPoolExecutor(1) as pool:
+        sibling = pool.submit(manager.get, "secret-b")
+        assert adapter_loading.wait(timeout=60)
+        assert manager.unload(REAL_MODEL)
+        go_on.set()
+        assert sibling.result(timeout=60).engine is engine
+    assert "walrus" in _chat(manager, "secret-b")

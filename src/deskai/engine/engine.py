@@ -160,6 +160,10 @@ class LlamaCppEngine:
     def _loop(self) -> None:
         while True:
             with self._work:
+                stale = [] if self.scheduler.has_work else self.scheduler.compact_when_idle()
+            for slot in stale:
+                self.runner.clear_sequence(slot)
+            with self._work:
                 while not self.scheduler.has_work and not self._closing:
                     self._work.wait()
                 closing = self._closing

@@ -156,6 +156,8 @@ class LlamaCppRunner:
         with self._adapter_lock:
             if key in self._adapters:
                 return
+            if self._closed:  # the weights are freed: loading over them would crash
+                raise EngineError("the model was unloaded while its adapter was loading")
             adapter = llama.llama_adapter_lora_init(self._model, str(path).encode())
             if not adapter:
                 raise InvalidModelFileError(f"llama.cpp could not load the LoRA adapter {path}")

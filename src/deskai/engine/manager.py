@@ -90,6 +90,13 @@ class LoadedModel:
         self.last_used = time.monotonic()
 
 
+@dataclass(eq=False)
+class SharedEngine:
+    """The engine over one base GGUF, and how many names (loaded, or being loaded) use it."""
+
+    engine: LlamaCppEngine
+    names: int = 0
+
 
 class ModelManager:
     """Loads models from the store on demand and unloads idle ones."""
@@ -101,7 +108,7 @@ class ModelManager:
         self.keep_alive = keep_alive
         self._factory = factory
         self._loaded: dict[str, LoadedModel] = {}
-        self._engines: dict[str, LlamaCppEngine] = {}  # by base GGUF path, shared by its names
+        self._engines: dict[str, SharedEngine] = {}  # by base GGUF path
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
@@ -129,14 +136,19 @@ class ModelManager:
         with self._lock:
             load_lock = self._load_locks.setdefault(key, threading.Lock())
         with load_lock:
-            with self._lock:
+            with self._lock:  # found and held at once: the reaper cannot slip in between
                 loaded = self._loaded.get(key)
-            if loaded is None:
-                loaded = self._load(key)
+                if loaded is not None:
+                    return self._hold(loaded, hold, keep_alive)
+            loaded = self._load(key)
             with self._lock:
                 self._loaded[key] = loaded
-                loaded.users += 1 if hold else 0
-                loaded.touch(keep_alive)
+                return self._hold(loaded, hold, keep_alive)
+
+    @staticmethod
+    def _hold(loaded: LoadedModel, hold: bool, keep_alive: float | None) -> LoadedModel:
+        loaded.users += 1 if hold else 0
+        loaded.touch(keep_alive)
         return loaded
 
     def hold(self, loaded: LoadedModel) -> None:
@@ -156,6 +168,8 @@ class ModelManager:
     def unload(self, name: str) -> bool:
         key = str(parse_model_name(name))
         with self._lock:
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock, self._lock:  # a load of this name in flight finishes first
             loaded = self._loaded.pop(key, None)
         if loaded is not None:
             self._close(loaded)
@@ -175,8 +189,12 @@ class ModelManager:
                                embedder=embedder)
         engine = self._shared_engine(str(path))
         adapter = manifest.adapter_layer
-        if adapter is not None:
-            engine.load_adapter(adapter.digest, self.store.blob_path(adapter.digest))
+        try:
+            if adapter is not None:
+                engine.load_adapter(adapter.digest, self.store.blob_path(adapter.digest))
+        except BaseException:
+            self._release_engine(engine)
+            raise
         facts = engine.facts
         # a tuned model is served with the template it was trained with (kept in its manifest)
         template = ChatTemplate(manifest.details.get("chat_template") or facts.chat_template,
@@ -186,30 +204,39 @@ class ModelManager:
                            adapter=adapter.digest if adapter is not None else None)
 
     def _shared_engine(self, path: str) -> LlamaCppEngine:
-        """The engine over the GGUF at ``path``, loaded if no loaded name uses it yet."""
+        """The engine over the GGUF at ``path``, loaded if no name uses it yet; the caller
+        becomes one of its names (``_release_engine`` undoes that)."""
         with self._lock:
             load_lock = self._load_locks.setdefault(f"engine:{path}", threading.Lock())
         with load_lock:  # a base and its tuned names loading at once still share one engine
+            # counted from the moment it is handed out (found and counted at once), so that
+            # unloading a sibling while this name still loads its adapter cannot close it
             with self._lock:
-                engine = self._engines.get(path)
-            if engine is None:
-                engine = self._factory(path, self.options)
-                with self._lock:
-                    self._engines[path] = engine
-        return engine
+                shared = self._engines.get(path)
+                if shared is not None:
+                    shared.names += 1
+                    return shared.engine
+            shared = SharedEngine(self._factory(path, self.options), names=1)
+            with self._lock:
+                self._engines[path] = shared
+            return shared.engine
 
     def _close(self, model: LoadedModel) -> None:
-        """Free what ``model`` alone holds: its embedder, or its engine if no other loaded
-        name shares it."""
+        """Free what ``model`` alone holds: its embedder, or its engine if no other name
+        (loaded or loading) shares it."""
         if model.embedder is not None:
             model.embedder.close()
-        engine = model.generator
-        if engine is None:
-            return
+        if model.generator is not None:
+            self._release_engine(model.generator)
+
+    def _release_engine(self, engine: LlamaCppEngine) -> None:
         with self._lock:
-            if any(other.generator is engine for other in self._loaded.values()):
+            path, shared = next((path, shared) for path, shared in self._engines.items()
+                                if shared.engine is engine)
+            shared.names -= 1
+            if shared.names > 0:
                 return
-            self._engines = {path: e for path, e in self._engines.items() if e is not engine}
+            del self._engines[path]
         engine.close()
 
     def _reap_loop(self, interval: float) -> None:

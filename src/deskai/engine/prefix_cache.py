@@ -71,6 +71,11 @@ class SlotTable:
     def num_free(self) -> int:
         return len(self._free)
 
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens the free slots hold for later requests."""
+        return sum(len(self._memory[slot].tokens) for slot in self._free)
+
     def can_acquire(self) -> bool:
         return bool(self._free)
 
@@ -106,7 +111,7 @@ class SlotTable:
         """Forget the prefixes of the least recently used free slots until the free slots
         hold at most ``budget`` tokens; return the slots whose cells should be cleared."""
         free = sorted(self._free, key=lambda slot: self._memory[slot].last_used)
-        held = sum(len(self._memory[slot].tokens) for slot in free)
+        held = self.cached_tokens
         evicted: list[int] = []
         for slot in free:
             if held <= budget:

@@ -47,6 +47,12 @@ class Scheduler:
         self.slots = SlotTable(num_slots, enabled=prefix_cache,
                                cached_tokens_budget=cached_tokens_budget)
         self._reuse: ReuseFn = reuse or (lambda slot, cached: cached)
+        # KV cells are allocated first-fit in one buffer, and attention scans up to the highest
+        # cell in use: a prefix cached while many requests ran may sit far up and make every
+        # later step scan the empty cells below it. Past this many tokens in use at once, the
+        # cache counts as spread, and its cached prefixes are dropped when the engine goes idle.
+        self.spread_above = 2 * cached_tokens_budget
+        self._peak_tokens_in_use = 0
         # every prompt chunk starts at a multiple of ``max_batch_tokens``, as when run alone,
         # and the engine decodes each entry on its own: batched output equals solo output
         self.batch_invariant = batch_invariant
@@ -132,7 +138,17 @@ class Scheduler:
             request = self.admit()
             admitted.append(request)
             budget -= self._plan_prefill(request, budget, plan)
+        in_use = sum(request.position for request in self.running) + self.slots.cached_tokens
+        self._peak_tokens_in_use = max(self._peak_tokens_in_use, in_use)
         return plan, admitted
+
+    def compact_when_idle(self) -> list[int]:
+        """With nothing running: if the cache was spread since the last call, forget every
+        cached prefix so that the next requests' cells start at the bottom of the buffer;
+        return the slots to clear. A lightly used cache (one chat, a few users) keeps them."""
+        spread = self._peak_tokens_in_use > self.spread_above
+        self._peak_tokens_in_use = self.slots.cached_tokens
+        return self.slots.evict(0) if spread else []
 
     def _plan_prefill(self, request: Request, budget: int, plan: list[ScheduledEntry]) -> int:
         size = min(request.remaining_prompt, budget)
