@@ -3,6 +3,7 @@ the prefix cache — through the official ``openai`` client."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,9 @@ import httpx
 import openai
 import pytest
 from conftest import PROMPTS, REAL_MODEL, SYSTEM, ServerProcess
+
+from deskai.engine.request import Delta
+from deskai.server.generation import mailbox_of
 
 
 def client_for(server: ServerProcess) -> openai.OpenAI:
@@ -126,3 +130,22 @@ def test_request_timeout_is_a_504(shared_home: Path) -> None:
         proc.stop()
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "request_timeout"
+
+
+def test_deltas_posted_from_another_thread_arrive_in_order_on_each_stream() -> None:
+    """The engine thread posts deltas of many streams through one mailbox (one wake-up of the
+    event loop per batch); every stream still gets all of its own, in order."""
+    async def main() -> list[list[str]]:
+        mailbox = mailbox_of(asyncio.get_running_loop())
+        queues: list[asyncio.Queue[Delta]] = [asyncio.Queue() for _ in range(3)]
+
+        def engine_thread() -> None:
+            for step in range(200):
+                for index, queue in enumerate(queues):
+                    mailbox.post(queue, Delta(f"{index}:{step}", (), None, 0, step))
+
+        await asyncio.to_thread(engine_thread)
+        return [[(await queue.get()).text for _ in range(200)] for queue in queues]
+
+    received = asyncio.run(main())
+    assert received == [[f"{index}:{step}" for step in range(200)] for index in range(3)]

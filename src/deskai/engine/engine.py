@@ -59,6 +59,10 @@ class LlamaCppEngine:
                                    batch_invariant=options.batch_invariant,
                                    cached_tokens_budget=self.runner.facts.n_ctx_per_seq)
         self._work = threading.Condition()
+        # deltas of a step wait here until the next llama_decode is about to start (or the
+        # engine idles): the sinks wake their consumers (the server's event loop), which then
+        # take the GIL while llama.cpp computes, not in the middle of this thread's step
+        self._outbox: list[tuple[DeltaSink, Delta]] = []
         self._closing = False
         self.last_used = time.monotonic()
         # The step loop retakes the GIL after every llama.cpp call; with the default 5 ms
@@ -160,7 +164,10 @@ class LlamaCppEngine:
     def _loop(self) -> None:
         while True:
             with self._work:
-                stale = [] if self.scheduler.has_work else self.scheduler.compact_when_idle()
+                idle = not self.scheduler.has_work
+                stale = self.scheduler.compact_when_idle() if idle else []
+            if idle:  # otherwise the next step's decode sends them
+                self._flush_outbox()
             for slot in stale:
                 self.runner.clear_sequence(slot)
             with self._work:
@@ -169,6 +176,7 @@ class LlamaCppEngine:
                 closing = self._closing
             if closing:
                 self._cancel_everything()
+                self._flush_outbox()
                 return
             try:
                 self.step()
@@ -200,7 +208,9 @@ class LlamaCppEngine:
     def _run(self, plan: list[ScheduledEntry]) -> None:
         try:
             self.runner.use_adapter(plan[0].request.adapter)
-            rows = self.runner.decode([scheduled.entry for scheduled in plan])
+            entries = [scheduled.entry for scheduled in plan]
+            self._flush_outbox()
+            rows = self.runner.decode(entries)
         except DeskaiError as exc:
             for scheduled in plan:
                 self._finish(scheduled.request, FinishReason.ERROR, error=str(exc))
@@ -241,7 +251,7 @@ class LlamaCppEngine:
             self._finish(request, FinishReason.LENGTH, tail=tail, last_token=token)
         else:
             request.pending_token = token
-            request.sink(self._delta(request, piece.text, (token,), None))
+            self._send(request, self._delta(request, piece.text, (token,), None))
 
     def _finish(self, request: Request, reason: FinishReason, *, tail: str = "",
                 last_token: int | None = None, error: str | None = None) -> None:
@@ -254,7 +264,15 @@ class LlamaCppEngine:
         self._free_sampler(request)
         request.finish_reason = reason
         ids = (last_token,) if last_token is not None else ()
-        request.sink(self._delta(request, tail, ids, reason, error))
+        self._send(request, self._delta(request, tail, ids, reason, error))
+
+    def _send(self, request: Request, delta: Delta) -> None:
+        self._outbox.append((request.sink, delta))
+
+    def _flush_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for sink, delta in outbox:
+            sink(delta)
 
     def _free_sampler(self, request: Request) -> None:
         if request.sampler is not None:
