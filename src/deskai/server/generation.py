@@ -1,8 +1,9 @@
 """The one native generation path every API route uses: lease a model, stream its deltas.
 
-The engine produces deltas on its own thread; ``DeltaStream`` hands them to the event loop
-through an asyncio queue. When the client goes away, the route's generator is closed, its
-``finally`` closes the stream, and the engine frees the slot at its next step.
+The engine produces deltas on its own thread; the event loop's ``LoopMailbox`` carries a
+step's worth of them across at once, into each ``DeltaStream``'s asyncio queue. When the client
+goes away, the route's generator is closed, its ``finally`` closes the stream, and the engine
+frees the slot at its next step.
 """
 
 from __future__ import annotations
