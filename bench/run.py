@@ -235,6 +235,7 @@ def drive(running: dict[str, Server], engine: InProcessEngine | None, levels: li
 
 
 def record(entry: dict[str, Any], round_: int, result: LevelResult) -> None:
+    """Keep one level's result under its round, and print it (a long run shows progress)."""
     if len(entry["rounds"]) <= round_:
         entry["rounds"].append([])
     entry["rounds"][round_].append(result.to_dict())
@@ -248,15 +249,13 @@ def median_levels(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def median_ceilings(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    def median(values: list[float]) -> float:
-        return statistics.median(values)
-
-    bench_keys = rounds[0]["llama_bench"].keys()
-    batched = {level: {key: median([r["batched_bench"][level][key] for r in rounds])
+    """Each ceiling figure's median over the rounds (the plot's dashed line)."""
+    median = statistics.median
+    batched = {level: {key: median(r["batched_bench"][level][key] for r in rounds)
                        for key in per_level}
                for level, per_level in rounds[0]["batched_bench"].items()}
-    return {"llama_bench": {key: median([r["llama_bench"][key] for r in rounds])
-                            for key in bench_keys},
+    return {"llama_bench": {key: median(r["llama_bench"][key] for r in rounds)
+                            for key in rounds[0]["llama_bench"]},
             "batched_bench": batched}
 
 
