@@ -51,7 +51,7 @@ class Scheduler:
         # cell in use: a prefix cached while many requests ran may sit far up and make every
         # later step scan the empty cells below it. Past this many tokens in use at once, the
         # cache counts as spread, and its cached prefixes are dropped when the engine goes idle.
-        self.spread_above = 2 * cached_tokens_budget
+        self._spread_above = 2 * cached_tokens_budget
         self._peak_tokens_in_use = 0
         # every prompt chunk starts at a multiple of ``max_batch_tokens``, as when run alone,
         # and the engine decodes each entry on its own: batched output equals solo output
@@ -98,6 +98,9 @@ class Scheduler:
         recently used cached prefixes beyond the slot table's budget.
         """
         if request in self.running:
+            # tokens in use grow as requests decode and peak just before one leaves: noted
+            # here, not summed in every step
+            self._note_tokens_in_use()
             self.running.remove(request)
         elif request in self.waiting:
             self.waiting.remove(request)
@@ -138,17 +141,19 @@ class Scheduler:
             request = self.admit()
             admitted.append(request)
             budget -= self._plan_prefill(request, budget, plan)
-        in_use = sum(request.position for request in self.running) + self.slots.cached_tokens
-        self._peak_tokens_in_use = max(self._peak_tokens_in_use, in_use)
         return plan, admitted
 
     def compact_when_idle(self) -> list[int]:
         """With nothing running: if the cache was spread since the last call, forget every
         cached prefix so that the next requests' cells start at the bottom of the buffer;
         return the slots to clear. A lightly used cache (one chat, a few users) keeps them."""
-        spread = self._peak_tokens_in_use > self.spread_above
+        spread = self._peak_tokens_in_use > self._spread_above
         self._peak_tokens_in_use = self.slots.cached_tokens
         return self.slots.evict(0) if spread else []
+
+    def _note_tokens_in_use(self) -> None:
+        in_use = sum(request.position for request in self.running) + self.slots.cached_tokens
+        self._peak_tokens_in_use = max(self._peak_tokens_in_use, in_use)
 
     def _plan_prefill(self, request: Request, budget: int, plan: list[ScheduledEntry]) -> int:
         size = min(request.remaining_prompt, budget)
