@@ -9,7 +9,6 @@ gap between this row and deskai over HTTP is what serving costs on the same core
 
 from __future__ import annotations
 
-import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,10 +37,8 @@ class InProcessEngine:
             for delta in self.engine.generate(make_prompt(index, prompt_tokens), params):
                 if delta.text:  # what the load generator counts: chunks that carry text
                     arrivals.append(time.perf_counter())
-                last = delta
-            gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-            return RequestTiming(arrivals[0] - start, gaps, last.completion_tokens,
-                                 time.perf_counter() - start)
+            return RequestTiming.from_arrivals(start, arrivals, time.perf_counter(),
+                                               delta.completion_tokens)
 
         with ThreadPoolExecutor(concurrency) as pool:
             start = time.perf_counter()

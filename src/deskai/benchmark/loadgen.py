@@ -46,6 +46,16 @@ class RequestTiming:
     output_tokens: int
     latency: float
 
+    @classmethod
+    def from_arrivals(cls, start: float, arrivals: list[float], end: float,
+                      output_tokens: int) -> RequestTiming:
+        """One request's timing from when it was sent, when each piece of text arrived, and
+        when it ended."""
+        if not arrivals:
+            raise DeskaiError("the server streamed no text")
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+        return cls(arrivals[0] - start, gaps, output_tokens, end - start)
+
 
 @dataclass(slots=True)
 class LevelResult:
@@ -118,11 +128,8 @@ async def _stream_once(client: httpx.AsyncClient, body: dict[str, object]) -> Re
             choices = chunk.get("choices") or []
             if choices and choices[0].get("text"):
                 arrivals.append(time.perf_counter())
-    end = time.perf_counter()
-    if not arrivals:
-        raise DeskaiError("the server streamed no text")
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    return RequestTiming(arrivals[0] - start, gaps, usage_tokens or len(arrivals), end - start)
+    return RequestTiming.from_arrivals(start, arrivals, time.perf_counter(),
+                                       usage_tokens or len(arrivals))
 
 
 async def run_level(spec: LoadSpec, concurrency: int, requests: int,
