@@ -57,18 +57,13 @@ def ratios(data: dict[str, Any]) -> list[str]:
     rounds = per_round(data)
     n = len(rounds)
 
-    def ratio(top: str, level: int, bottom: Callable[[dict[str, Any]], float | None],
-              metric: str = "output_tok_s") -> list[float]:
-        values = []
-        for round_ in rounds:
-            mine = round_["levels"].get(top, {}).get(level)
-            below = bottom(round_)
-            if mine and below:
-                values.append((mine[metric] if metric != "itl" else 1 / mine["itl_mean"])
-                              / below)
-        return values
+    Pick = Callable[[dict[str, Any]], float | None]  # one figure out of one round
 
-    def server(name: str, level: int, metric: str = "output_tok_s") -> Callable[..., Any]:
+    def ratio(top: Pick, bottom: Pick) -> list[float]:
+        """``top / bottom`` in every round that has both."""
+        return [a / b for round_ in rounds if (a := top(round_)) and (b := bottom(round_))]
+
+    def server(name: str, level: int, metric: str = "output_tok_s") -> Pick:
         def pick(round_: dict[str, Any]) -> float | None:
             result = round_["levels"].get(name, {}).get(level)
             if not result:
@@ -76,7 +71,7 @@ def ratios(data: dict[str, Any]) -> list[str]:
             return 1 / result["itl_mean"] if metric == "itl" else result[metric]
         return pick
 
-    def batched(level: int, key: str) -> Callable[..., Any]:
+    def batched(level: int, key: str) -> Pick:
         def pick(round_: dict[str, Any]) -> float | None:
             per_level = round_["ceilings"]["batched_bench"]
             row = per_level.get(str(level)) or per_level.get(level)
@@ -89,20 +84,21 @@ def ratios(data: dict[str, Any]) -> list[str]:
     lines = [f"Ratios within each of {n} rounds, then the median (range):"] if n > 1 else []
     top = max(r["concurrency"] for r in servers["deskai"]["levels"])
     for level in sorted({16, top}):
+        with_prefill = batched(level, "out_tok_s_with_prefill")
         for label, values in (
-                ("deskai / llama-server", ratio("deskai", level, server(CPP, level))),
+                ("deskai / llama-server", ratio(server("deskai", level), server(CPP, level))),
                 ("deskai / llama_cpp.server",
-                 ratio("deskai", level, server("llama_cpp.server", level))),
+                 ratio(server("deskai", level), server("llama_cpp.server", level))),
                 ("llama-server / llama-batched-bench with prefill",
-                 ratio(CPP, level, batched(level, "out_tok_s_with_prefill"))),
+                 ratio(server(CPP, level), with_prefill)),
                 ("deskai / llama-batched-bench with prefill",
-                 ratio("deskai", level, batched(level, "out_tok_s_with_prefill"))),
+                 ratio(server("deskai", level), with_prefill)),
                 ("deskai engine in process / llama-batched-bench with prefill",
-                 ratio(ENGINE, level, batched(level, "out_tok_s_with_prefill")))):
+                 ratio(server(ENGINE, level), with_prefill))):
             if values:
                 lines.append(f"- c={level}, {label}: {spread(values)}")
     for name in ("deskai", CPP, ENGINE):
-        values = ratio(name, 1, llama_bench_tg, metric="itl")
+        values = ratio(server(name, 1, "itl"), llama_bench_tg)
         if values:
             lines.append(f"- single stream, {name} 1/ITL / llama-bench tg: {spread(values)}")
     for name, entry in servers.items():
