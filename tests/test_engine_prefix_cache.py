@@ -93,21 +93,23 @@ def test_disabled_cache_reuses_nothing() -> None:
     assert table.acquire([1, 2, 3, 4]).cached == 0
 
 
+def cached_tokens(engine: LlamaCppEngine, prompt: str) -> int:
+    """Prompt tokens a short greedy run of ``prompt`` took from the prefix cache."""
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+    return list(engine.generate(prompt, params))[-1].cached_tokens
+
+
 def test_the_engine_drops_the_oldest_cached_prefix_beyond_one_slots_context(
         real_gguf: Path) -> None:
     """Two finished 150-token prompts leave more than a 256-token slot's worth cached in the
     free slots: the engine clears the older one, and only the newer is still a cache hit."""
     engine = LlamaCppEngine(real_gguf, EngineOptions(context_length=256, parallel=2, threads=2))
     older, newer = make_prompt(1, 150), make_prompt(2, 150)
-    params = SamplingParams(max_tokens=8, temperature=0.0)
-
-    def cached_tokens(prompt: str) -> int:
-        return list(engine.generate(prompt, params))[-1].cached_tokens
 
     try:
-        assert cached_tokens(older) == cached_tokens(newer) == 0
-        newer_again = cached_tokens(newer)
-        older_again = cached_tokens(older)
+        assert cached_tokens(engine, older) == cached_tokens(engine, newer) == 0
+        newer_again = cached_tokens(engine, newer)
+        older_again = cached_tokens(engine, older)
     finally:
         engine.close()
     assert newer_again > 100
@@ -139,11 +141,7 @@ def test_a_cache_spread_by_many_requests_drops_its_prefixes_when_idle(real_gguf:
     ran (cells far up the buffer) are dropped once the engine goes idle; a lightly used cache
     (one request at a time, as in a chat) keeps them."""
     engine = LlamaCppEngine(real_gguf, EngineOptions(context_length=256, parallel=4, threads=2))
-    params = SamplingParams(max_tokens=8, temperature=0.0)
     prompts = [make_prompt(10 + i, 150) for i in range(4)]
-
-    def cached_tokens(prompt: str) -> int:
-        return list(engine.generate(prompt, params))[-1].cached_tokens
 
     def idle_with(cached: Callable[[int], bool]) -> bool:
         deadline = time.monotonic() + 10
@@ -155,11 +153,11 @@ def test_a_cache_spread_by_many_requests_drops_its_prefixes_when_idle(real_gguf:
 
     try:
         with ThreadPoolExecutor(4) as pool:  # 4 x ~158 tokens in use: twice a slot's context
-            assert list(pool.map(cached_tokens, prompts)) == [0] * 4
+            assert list(pool.map(lambda p: cached_tokens(engine, p), prompts)) == [0] * 4
         assert idle_with(lambda held: held == 0)
-        assert cached_tokens(prompts[0]) == 0
+        assert cached_tokens(engine, prompts[0]) == 0
         time.sleep(0.5)  # idle again, after one request alone: its prefix stays
         assert idle_with(lambda held: held > 100)
-        assert cached_tokens(prompts[0]) > 100
+        assert cached_tokens(engine, prompts[0]) > 100
     finally:
         engine.close()
