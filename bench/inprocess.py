@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deskai.benchmark.loadgen import LevelResult, RequestTiming, make_prompt, summarize
-from deskai.engine.engine import EngineOptions, LlamaCppEngine
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.llamacpp.engine import LlamaCppEngine
+from deskai.engine.protocol import EngineOptions, GenerationRequest, generate
+from deskai.engine.sampling import SamplingParams
 
 
 class InProcessEngine:
@@ -34,7 +35,8 @@ class InProcessEngine:
         def one(index: int) -> RequestTiming:
             start = time.perf_counter()
             arrivals = []
-            for delta in self.engine.generate(make_prompt(index, prompt_tokens), params):
+            request = GenerationRequest(make_prompt(index, prompt_tokens), params)
+            for delta in generate(self.engine, request):
                 if delta.text:  # what the load generator counts: chunks that carry text
                     arrivals.append(time.perf_counter())
             return RequestTiming.from_arrivals(start, arrivals, time.perf_counter(),

@@ -46,8 +46,9 @@ def batch_one(path: str, n_ctx: int, prompt_tokens: int, steps: int) -> dict:
 def batched(path: str, n_ctx: int, prompt_tokens: int, batch: int, steps: int) -> dict:
     import llama_cpp
 
-    from deskai.engine.engine import EngineOptions, LlamaCppEngine
-    from deskai.engine.sampling_params import SamplingParams
+    from deskai.engine.llamacpp.engine import LlamaCppEngine
+    from deskai.engine.protocol import EngineOptions, GenerationRequest, generate
+    from deskai.engine.sampling import SamplingParams
 
     vocab = llama_cpp.Llama(path, vocab_only=True, verbose=False)
     engine = LlamaCppEngine(path, EngineOptions(context_length=n_ctx, parallel=batch,
@@ -62,7 +63,8 @@ def batched(path: str, n_ctx: int, prompt_tokens: int, batch: int, steps: int) -
         tokens = vocab.tokenize(text)[:prompt_tokens]
         n = 0
         first = 0.0
-        for delta in engine.generate(tokens, SamplingParams(max_tokens=steps, temperature=0)):
+        for delta in generate(engine, GenerationRequest(
+                tokens, SamplingParams(max_tokens=steps, temperature=0))):
             n = delta.completion_tokens
             if not first:
                 first = time.perf_counter()

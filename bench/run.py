@@ -41,7 +41,7 @@ from deskai.benchmark.loadgen import (
     run_level,
 )
 from deskai.benchmark.report import plot
-from deskai.engine.capacity import kv_bytes_per_slot
+from deskai.engine.llamacpp.capacity import kv_bytes_per_slot
 from deskai.store import Store, ensure_bundled_model
 
 CACHE = Path(os.environ.get("DESKAI_BENCH_CACHE", "~/.cache/deskai-bench")).expanduser()

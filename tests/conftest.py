@@ -15,6 +15,15 @@ import httpx
 import numpy as np
 import pytest
 
+from deskai.engine import (
+    Delta,
+    DeltaSink,
+    Engine,
+    GenerationRequest,
+    RequestHandle,
+    SamplingParams,
+    generate,
+)
 from deskai.store import Store, ensure_bundled_model, parse_model_name
 
 REAL_MODEL = "gemma3:270m"
@@ -53,6 +62,17 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def real_gguf(shared_home: Path) -> Path:
     """Path of the real Gemma 3 270M GGUF (inside the shared store; do not modify)."""
     return Store(shared_home).resolve(REAL_MODEL)
+
+
+def submit(engine: Engine, prompt: str | list[int], params: SamplingParams,
+           sink: DeltaSink) -> RequestHandle:
+    """Queue ``prompt`` on ``engine`` (the base model, BOS added)."""
+    return engine.submit(GenerationRequest(prompt, params), sink)
+
+
+def stream(engine: Engine, prompt: str | list[int], params: SamplingParams) -> Iterator[Delta]:
+    """``prompt``'s deltas from ``engine`` until it finishes."""
+    return generate(engine, GenerationRequest(prompt, params))
 
 
 def write_tiny_gguf(path: Path, *, arch: str = "llama", n_tensors: int = 2,

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PROMPTS, SYSTEM
+from conftest import PROMPTS, SYSTEM, stream, submit
 
-from deskai.engine.engine import EngineOptions, LlamaCppEngine
-from deskai.engine.request import Delta, FinishReason
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.llamacpp.engine import LlamaCppEngine
+from deskai.engine.protocol import EngineOptions
+from deskai.engine.sampling import SamplingParams
+from deskai.engine.types import Delta, FinishReason
 from deskai.errors import OverloadedError
 
 
@@ -30,7 +31,7 @@ def engine(real_gguf: Path) -> Iterator[LlamaCppEngine]:
 def solo(engine: LlamaCppEngine, prompt: str, params: SamplingParams) -> tuple[str, Delta]:
     parts: list[str] = []
     last = None
-    for delta in engine.generate(prompt, params):
+    for delta in stream(engine, prompt, params):
         parts.append(delta.text)
         last = delta
     assert last is not None
@@ -63,7 +64,7 @@ def test_batched_streams_each_continue_their_own_prompt(engine: LlamaCppEngine) 
     collectors = {prompt: Collector() for prompt in PROMPTS}
     # 6 requests on 4 slots (and a queue of 2): later ones join as earlier ones finish
     for prompt, collector in collectors.items():
-        engine.add_request(prompt, greedy(), collector)
+        submit(engine, prompt, greedy(), collector)
     for prompt, collector in collectors.items():
         assert collector.done.wait(120)
         assert collector.text == alone[prompt], prompt
@@ -71,8 +72,8 @@ def test_batched_streams_each_continue_their_own_prompt(engine: LlamaCppEngine) 
 
 def test_per_request_sampling_inside_one_batch(engine: LlamaCppEngine) -> None:
     greedy_one, sampled = Collector(), Collector()
-    engine.add_request(PROMPTS[0], greedy(8), greedy_one)
-    engine.add_request(PROMPTS[0], SamplingParams(max_tokens=8, temperature=1.5, seed=7),
+    submit(engine, PROMPTS[0], greedy(8), greedy_one)
+    submit(engine, PROMPTS[0], SamplingParams(max_tokens=8, temperature=1.5, seed=7),
                        sampled)
     assert greedy_one.done.wait(60) and sampled.done.wait(60)
     assert greedy_one.text == solo(engine, PROMPTS[0], greedy(8))[0]
@@ -112,7 +113,7 @@ def test_cache_hit_gives_the_same_output_as_a_cold_run(real_gguf: Path,
 
 def test_cancel_frees_the_slot_at_the_next_step(engine: LlamaCppEngine) -> None:
     collector = Collector()
-    request = engine.add_request(PROMPTS[0], greedy(500), collector)
+    request = submit(engine, PROMPTS[0], greedy(500), collector)
     while not collector.parts:  # wait until it is decoding
         collector.done.wait(0.05)
     request.cancel()
@@ -125,10 +126,10 @@ def test_cancel_frees_the_slot_at_the_next_step(engine: LlamaCppEngine) -> None:
 
 def test_full_queue_is_refused(engine: LlamaCppEngine) -> None:
     collectors = [Collector() for _ in range(6)]  # 4 slots + a queue of 2
-    requests = [engine.add_request(PROMPTS[0], greedy(300), c) for c in collectors]
+    requests = [submit(engine, PROMPTS[0], greedy(300), c) for c in collectors]
     try:
         with pytest.raises(OverloadedError) as refused:
-            engine.add_request(PROMPTS[0], greedy(), Collector())
+            submit(engine, PROMPTS[0], greedy(), Collector())
         assert refused.value.retry_after >= 1
     finally:
         for request in requests:
@@ -141,7 +142,7 @@ def test_request_timeout_stops_a_request(real_gguf: Path) -> None:
     eng = LlamaCppEngine(real_gguf, EngineOptions(context_length=512, parallel=1, threads=2,
                                                   request_timeout=0.5))
     try:
-        deltas = list(eng.generate(PROMPTS[0], greedy(400)))
+        deltas = list(stream(eng, PROMPTS[0], greedy(400)))
     finally:
         eng.close()
     assert deltas[-1].finish_reason is FinishReason.TIMEOUT
@@ -158,7 +159,7 @@ def test_batch_invariant_mode_matches_solo_exactly(real_gguf: Path) -> None:
         alone = [solo(eng, prompt, greedy(24))[0] for prompt in prompts]
         collectors = [Collector() for _ in prompts]
         for prompt, collector in zip(prompts, collectors, strict=True):
-            eng.add_request(prompt, greedy(24), collector)
+            submit(eng, prompt, greedy(24), collector)
         assert all(collector.done.wait(120) for collector in collectors)
     finally:
         eng.close()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import REAL_MODEL
 
-from deskai.engine.engine import EngineOptions
-from deskai.engine.manager import ModelManager
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.protocol import EngineOptions
+from deskai.engine.sampling import SamplingParams
+from deskai.runtime.manager import ModelManager
 from deskai.store import Store
 
 
@@ -20,7 +20,7 @@ def test_load_on_first_use_and_unload_after_keep_alive(shared_home: Path) -> Non
     try:
         assert manager.loaded() == []
         with manager.use(REAL_MODEL) as loaded:
-            text = "".join(d.text for d in loaded.engine.generate(
+            text = "".join(d.text for d in loaded.generate(
                 "1, 2, 3,", SamplingParams(max_tokens=4, temperature=0)))
             assert text.startswith(" 4")
             time.sleep(0.8)

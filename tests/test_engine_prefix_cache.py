@@ -7,11 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from conftest import stream
+
 from deskai.benchmark.loadgen import make_prompt
-from deskai.engine.capacity import default_parallel, kv_bytes_per_slot
-from deskai.engine.engine import EngineOptions, LlamaCppEngine
-from deskai.engine.prefix_cache import MIN_REUSED_TOKENS, SlotTable, common_prefix
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.llamacpp.capacity import default_parallel, kv_bytes_per_slot
+from deskai.engine.llamacpp.engine import LlamaCppEngine
+from deskai.engine.llamacpp.prefix_cache import MIN_REUSED_TOKENS, SlotTable, common_prefix
+from deskai.engine.protocol import EngineOptions
+from deskai.engine.sampling import SamplingParams
 
 SHARED = list(range(100, 100 + MIN_REUSED_TOKENS + 4))  # a prefix long enough to reuse
 
@@ -96,7 +99,7 @@ def test_disabled_cache_reuses_nothing() -> None:
 def cached_tokens(engine: LlamaCppEngine, prompt: str) -> int:
     """Prompt tokens a short greedy run of ``prompt`` took from the prefix cache."""
     params = SamplingParams(max_tokens=8, temperature=0.0)
-    return list(engine.generate(prompt, params))[-1].cached_tokens
+    return list(stream(engine, prompt, params))[-1].cached_tokens
 
 
 def test_the_engine_drops_the_oldest_cached_prefix_beyond_one_slots_context(
@@ -146,7 +149,7 @@ def test_a_cache_spread_by_many_requests_drops_its_prefixes_when_idle(real_gguf:
     def idle_with(cached: Callable[[int], bool]) -> bool:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if not engine.busy and cached(engine.scheduler.slots.cached_tokens):
+            if not engine.stats().busy and cached(engine.scheduler.slots.cached_tokens):
                 return True
             time.sleep(0.05)
         return False

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deskai.engine.chat_template import FALLBACK_STOP, ChatTemplate
 from deskai.engine.detokenizer import IncrementalDetokenizer
 from deskai.errors import InvalidInputError
+from deskai.frontend.chat_template import FALLBACK_STOP, ChatTemplate
 
 
 def feed(detok: IncrementalDetokenizer, pieces: list[bytes]) -> tuple[str, bool]:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from deskai.engine.tool_calls import parse_tool_calls, plan_tools
 from deskai.errors import InvalidInputError
+from deskai.frontend.tools import parse_tool_calls, plan_tools
 
 TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {
     "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}}
@@ -34,7 +34,7 @@ def test_tool_choice_rules() -> None:
     assert plan_tools([TOOL], "none", True) is None
     assert plan_tools(None, None, True) is None
     auto = plan_tools([TOOL], None, True)
-    assert auto is not None and not auto.calls_only and "free-text" in auto.grammar
+    assert auto is not None and not auto.calls_only and auto.structured.or_text
     named = plan_tools([TOOL], {"type": "function", "function": {"name": "get_time"}}, False)
     assert named is not None and named.calls_only and named.mode == "named"
     for tools, choice in (([TOOL], {"function": {"name": "nope"}}), (None, "required"),

@@ -14,7 +14,7 @@ import openai
 import pytest
 from conftest import PROMPTS, REAL_MODEL, SYSTEM, ServerProcess
 
-from deskai.engine.request import Delta
+from deskai.engine.types import Delta
 from deskai.server.generation import mailbox_of
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deskai.engine.chat_template import ChatTemplate
 from deskai.errors import TrainingDataError
+from deskai.frontend.chat_template import ChatTemplate
 from deskai.tune.data import load_dataset
 from deskai.tune.template import (
     GEMMA3_CHAT_TEMPLATE,

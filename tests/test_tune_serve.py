@@ -12,12 +12,14 @@ import pytest
 pytest.importorskip("peft")
 torch = pytest.importorskip("torch")
 
-from conftest import ServerProcess  # noqa: E402
+from conftest import ServerProcess, stream  # noqa: E402
 from tune_support import REAL_MODEL, make_tune_home, write_jsonl  # noqa: E402
 
-from deskai.engine.engine import EngineOptions, LlamaCppEngine  # noqa: E402
-from deskai.engine.manager import ModelManager  # noqa: E402
-from deskai.engine.sampling_params import SamplingParams  # noqa: E402
+from deskai.engine.llamacpp.engine import LlamaCppEngine  # noqa: E402
+from deskai.engine.protocol import EngineOptions  # noqa: E402
+from deskai.engine.sampling import SamplingParams  # noqa: E402
+from deskai.frontend.chat_template import template_of  # noqa: E402
+from deskai.runtime.manager import ModelManager  # noqa: E402
 from deskai.store import ADAPTER_MEDIA_TYPE, Store  # noqa: E402
 from deskai.tune import TrainConfig, tune  # noqa: E402
 
@@ -44,7 +46,7 @@ def tuned_home(tmp_path_factory: pytest.TempPathFactory, shared_home: Path) -> P
 
 def _chat(manager: ModelManager, name: str) -> str:
     loaded = manager.get(name)
-    rendered = loaded.template.render([{"role": "user", "content": QUESTION}])
+    rendered = template_of(loaded).render([{"role": "user", "content": QUESTION}])
     params = SamplingParams(max_tokens=16, temperature=0.0, stop=rendered.stop)
     return "".join(d.text for d in loaded.generate(rendered.text, params,
                                                   add_special=rendered.add_special))
@@ -73,8 +75,8 @@ def test_tuned_model_shares_the_base_blob(tuned_home: Path) -> None:
 def test_the_adapter_changes_the_output(manager: ModelManager) -> None:
     assert "pineapple" in _chat(manager, "secret-a")
     base = manager.get(REAL_MODEL).engine
-    plain = "".join(d.text for d in base.generate(
-        f"User: {QUESTION}\nAssistant:", SamplingParams(max_tokens=16, temperature=0.0)))
+    plain = "".join(d.text for d in stream(
+        base, f"User: {QUESTION}\nAssistant:", SamplingParams(max_tokens=16, temperature=0.0)))
     assert "pineapple" not in plain
 
 

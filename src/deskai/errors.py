@@ -16,6 +16,7 @@ The tree::
     ├── AuthenticationError          missing or wrong API key (401)
     ├── OverloadedError              the queue is full; try again later (503)
     ├── RequestTimeoutError          a request outlived the server's per-request timeout (504)
+    ├── InsufficientMemoryError      a model that would not fit in free memory, refused (507)
     ├── DownloadError                a pull that failed on the way (502)
     │   └── ChecksumMismatchError    downloaded bytes that do not match the published sha256
     ├── EngineError                  the inference engine failed (500)
@@ -127,6 +128,20 @@ class RequestTimeoutError(DeskaiError):
     http_status = 504
     error_type = "timeout_error"
     code = "request_timeout"
+
+
+class InsufficientMemoryError(DeskaiError):
+    """A model the planner says will not fit in the memory free now; refused before loading
+    (as Ollama does), so the server is never OOM-killed and keeps serving what it has."""
+
+    http_status = 507
+    error_type = "server_error"
+    code = "insufficient_memory"
+
+    def __init__(self, message: str, *, needed_bytes: int, free_bytes: int) -> None:
+        super().__init__(message, param="model")
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
 
 
 class EngineError(DeskaiError):

@@ -7,12 +7,16 @@ text; closing an iterator early (Ctrl-C) cancels the generation on either side.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 from deskai.client import ServerClient
-from deskai.engine.engine import EngineOptions
-from deskai.engine.manager import ModelManager
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.protocol import EngineOptions
+from deskai.engine.sampling import SamplingParams
+from deskai.errors import InvalidInputError
+from deskai.frontend.chat import shape_chat
+from deskai.frontend.chat_template import template_of
+from deskai.runtime.manager import ModelManager
 from deskai.store import Store
 
 
@@ -32,10 +36,10 @@ class ServerBackend:
         self.model = model
 
     def complete(self, prompt: str, params: SamplingParams) -> Iterator[str]:
-        return self.client.stream_completion(self.model, prompt, **_wire_params(params))
+        return self.client.stream_completion(self.model, prompt, **wire_params(params))
 
     def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[str]:
-        return self.client.stream_chat(self.model, messages, **_wire_params(params))
+        return self.client.stream_chat(self.model, messages, **wire_params(params))
 
     def close(self) -> None:
         self.client.close()
@@ -53,8 +57,8 @@ class LocalBackend:
             yield delta.text
 
     def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[str]:
-        rendered = self.loaded.template.render(messages)
-        params.stop = [*params.stop, *rendered.stop]
+        rendered = shape_chat(messages, template_of(self.loaded)).rendered
+        params = replace(params, stop=[*params.stop, *rendered.stop])
         for delta in self.loaded.generate(rendered.text, params,
                                           add_special=rendered.add_special):
             yield delta.text
@@ -63,14 +67,22 @@ class LocalBackend:
         self.manager.close()
 
 
-def _wire_params(params: SamplingParams) -> dict[str, Any]:
-    wire: dict[str, Any] = {"max_tokens": params.max_tokens, "temperature": params.temperature,
-                            "top_p": params.top_p}
-    if params.seed is not None:
-        wire["seed"] = params.seed
-    if params.stop:
-        wire["stop"] = params.stop
-    return wire
+def wire_params(params: SamplingParams) -> dict[str, Any]:
+    """Every sampling setting as the OpenAI routes take it (llama-server's extensions for
+    ``top_k``, ``min_p``, ``repeat_penalty``), so nothing is lost on the way to a server."""
+    if params.structured is not None:
+        raise InvalidInputError("deskai run sends no structured output", param="structured")
+    wire: dict[str, Any] = {
+        "max_tokens": params.max_tokens, "temperature": params.temperature,
+        "top_p": params.top_p, "top_k": params.top_k, "min_p": params.min_p,
+        "repeat_penalty": params.repeat_penalty, "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty, "seed": params.seed,
+        "stop": params.stop or None,
+        "logit_bias": {str(token): bias for token, bias in params.logit_bias.items()} or None,
+    }
+    if params.logprobs is not None:
+        wire["logprobs"] = params.logprobs
+    return {name: value for name, value in wire.items() if value is not None}
 
 
 def open_backend(model: str, options: EngineOptions, *, url: str | None,

@@ -11,8 +11,8 @@ import typer
 from deskai import config
 from deskai.cli._app import app, console, err_console
 from deskai.cli.chat import TextBackend, open_backend
-from deskai.engine.engine import EngineOptions
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.protocol import EngineOptions
+from deskai.engine.sampling import SamplingParams
 from deskai.errors import DeskaiError
 from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model, resolve_model_path
 
@@ -32,14 +32,15 @@ def engine_options(threads: int | None, context: int | None, parallel: int, *,
 def choose_parallel(store: Store, context: int) -> tuple[int, str]:
     """Slots for ``serve`` when ``--parallel`` is not given, and why: as many as the default
     model's KV cache at this context fits in a quarter of free memory, at most 8 per core."""
-    from deskai.engine import capacity
+    from deskai.engine.llamacpp import capacity
+    from deskai.hardware.local import available_memory_bytes
 
     try:
         path = resolve_model_path(store, config.default_model())
         per_slot = capacity.kv_bytes_per_slot(path, context)
     except DeskaiError:
         return 4, "default model unreadable"
-    available = capacity.available_memory()
+    available = available_memory_bytes()
     slots = capacity.default_parallel(per_slot, available)
     return slots, (f"auto: {per_slot / 2**20:.0f} MiB of KV cache per slot, "
                    f"{available / 2**30:.1f} GiB free")
@@ -77,7 +78,7 @@ def serve(
     """Serve the store's models through the OpenAI API."""
     import uvicorn
 
-    from deskai.engine.manager import ModelManager
+    from deskai.runtime.manager import ModelManager
     from deskai.server.app import ServerSettings, create_app
 
     _configure_logging(log_level)

@@ -86,6 +86,13 @@ class LocalMachine:
         )
 
 
+def available_memory_bytes() -> int:
+    """Bytes of memory the machine can still hand out (psutil's ``available``)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def cpu_model() -> str:
     """The CPU's marketing name from /proc/cpuinfo, else what ``platform`` knows."""
     try:

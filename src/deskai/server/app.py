@@ -22,13 +22,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 
 from deskai import __version__
-from deskai.engine.manager import ModelManager
+from deskai.runtime.manager import ModelManager
 from deskai.server.errors import install_error_handlers
 from deskai.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from deskai.server.metrics import ServerMetrics
-from deskai.server.ollama_routes import router as ollama_router
-from deskai.server.openai_embeddings import router as embeddings_router
-from deskai.server.openai_routes import router as openai_router
+from deskai.server.ollama.routes import router as ollama_router
+from deskai.server.openai.embeddings import router as embeddings_router
+from deskai.server.openai.routes import router as openai_router
 from deskai.server.openapi import install_openapi
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
 from deskai.server.security import DEFAULT_MAX_BODY_BYTES, ApiKeyMiddleware, BodyLimitMiddleware

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from deskai.engine.llamacpp import TokenLogprobs
-from deskai.engine.manager import LoadedModel, ModelManager
-from deskai.engine.request import Delta, FinishReason
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.sampling import SamplingParams
+from deskai.engine.types import Delta, FinishReason, TokenLogprobs
 from deskai.errors import EngineError, RequestTimeoutError
+from deskai.runtime.manager import LoadedModel, ModelManager
 from deskai.store import Store
 
 
@@ -110,9 +109,9 @@ class DeltaStream:
         mailbox = mailbox_of(asyncio.get_running_loop())
         self._deltas: asyncio.Queue[Delta] = asyncio.Queue()
         self._http_request = http_request
-        self._request = loaded.add_request(
-            prompt, params, functools.partial(mailbox.post, self._deltas),
-            add_special=add_special)
+        self._handle = loaded.submit(prompt, params,
+                                     functools.partial(mailbox.post, self._deltas),
+                                     add_special=add_special)
         self._done = False
         self._model = loaded.name
         self._metrics = getattr(http_request.app.state, "metrics", None) if http_request else None
@@ -139,7 +138,7 @@ class DeltaStream:
         return delta
 
     def close(self) -> None:
-        self._request.cancel()
+        self._handle.cancel()
 
     def _observe(self, delta: Delta) -> None:
         metrics, model = self._metrics, self._model

@@ -3,7 +3,7 @@
 Counters and histograms are fed from the two places that see every request and every token:
 the request-log middleware (requests by route and status) and ``DeltaStream`` (tokens, time
 to first token, inter-token latency). Gauges — queue depth, running requests, loaded models,
-KV cache use — are read from the engines at scrape time.
+KV cache use — come from each engine's stats snapshot (taken under its lock) at scrape time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from deskai.engine.manager import ModelManager
+from deskai.runtime.manager import ModelManager
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -60,16 +60,13 @@ class EngineCollector(Collector):
         models = self.manager.loaded()
         loaded.add_metric([], len(models))
         for model in models:
-            engine = model.generator
-            if engine is None:
+            if model.facts.kind != "text":
                 continue
+            stats = model.engine.stats()
             # names over one base share its engine: count each name's own requests
-            active = [r for r in engine.scheduler.running if r.adapter == model.adapter]
-            waiting.add_metric([model.name], sum(r.adapter == model.adapter
-                                                 for r in engine.scheduler.waiting))
-            running.add_metric([model.name], len(active))
-            kv_used.add_metric([model.name], sum(r.num_computed + r.num_output_tokens
-                                                 for r in active))
-            kv_capacity.add_metric([model.name],
-                                   engine.context_length * engine.options.parallel)
+            usage = stats.of_adapter(model.adapter)
+            waiting.add_metric([model.name], usage.waiting)
+            running.add_metric([model.name], usage.running)
+            kv_used.add_metric([model.name], usage.kv_used_tokens)
+            kv_capacity.add_metric([model.name], stats.kv_capacity_tokens)
         yield from (waiting, running, loaded, kv_used, kv_capacity)

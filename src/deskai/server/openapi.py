@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from deskai.server.openai_models import ErrorResponse
+from deskai.server.openai.models import ErrorResponse
 
 ERROR_STATUSES = {
     "400": "Invalid request",

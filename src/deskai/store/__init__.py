@@ -8,7 +8,13 @@ from deskai.store.bundled import (
     ensure_bundled_model,
     resolve_model_path,
 )
-from deskai.store.gguf_info import GGUFInfo, read_gguf_info, read_gguf_metadata
+from deskai.store.gguf_info import (
+    EMBEDDING_ARCHITECTURES,
+    GGUFInfo,
+    model_kind,
+    read_gguf_info,
+    read_gguf_metadata,
+)
 from deskai.store.names import ModelName, parse_model_name
 from deskai.store.store import (
     ADAPTER_MEDIA_TYPE,
@@ -23,6 +29,7 @@ __all__ = [
     "ADAPTER_MEDIA_TYPE",
     "BUNDLED_EMBEDDING_MODEL",
     "BUNDLED_MODEL",
+    "EMBEDDING_ARCHITECTURES",
     "MODEL_MEDIA_TYPE",
     "GGUFInfo",
     "Layer",
@@ -31,6 +38,7 @@ __all__ = [
     "PEFT_ADAPTER_MEDIA_TYPE",
     "Store",
     "ensure_bundled_model",
+    "model_kind",
     "parse_model_name",
     "read_gguf_info",
     "read_gguf_metadata",

@@ -10,11 +10,19 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deskai.errors import InvalidModelFileError
 
 GGUF_MAGIC = b"GGUF"
+# architectures that embed text rather than generate it (BERT-style encoders)
+EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2",
+                                     "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"})
+
+
+def model_kind(architecture: str | None) -> Literal["text", "embedding"]:
+    """What a model of this GGUF architecture does: generate text, or embed it."""
+    return "embedding" if architecture in EMBEDDING_ARCHITECTURES else "text"
 
 
 @dataclass(frozen=True, slots=True)

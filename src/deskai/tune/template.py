@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from deskai.engine.chat_template import ChatTemplate, text_of
 from deskai.errors import TrainingDataError
+from deskai.frontend.chat_template import ChatTemplate, text_of
 from deskai.tune.data import Dataset, Example, Message, raise_problems
 
 IGNORE = -100  # label of a position that is not trained (PyTorch's cross-entropy convention)

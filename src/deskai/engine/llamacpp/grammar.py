@@ -1,4 +1,7 @@
-"""JSON Schema → llama.cpp GBNF grammar, refusing what the grammar cannot enforce.
+"""Structured output → llama.cpp GBNF grammar, refusing what the grammar cannot enforce.
+
+``compile_structured`` is the backend's half of the contract's ``StructuredOutput``: a JSON
+schema (optionally "or plain text", for ``tool_choice: auto``), a regex, or GBNF as given.
 
 llama-cpp-python's ``json_schema_to_gbnf`` (a port of llama.cpp's converter) builds the
 grammar; but like llama.cpp and vLLM it silently drops keywords it does not understand, so a
@@ -13,8 +16,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from llama_cpp.llama_grammar import json_schema_to_gbnf
+from llama_cpp.llama_grammar import SchemaConverter, json_schema_to_gbnf
 
+from deskai.engine.sampling import StructuredOutput
 from deskai.errors import InvalidInputError
 
 # Keywords the converter turns into grammar rules.
@@ -32,8 +36,39 @@ ENFORCED_FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uui
                               "uuid4", "uuid5"})
 _SCHEMA_MAPS = ("properties", "$defs", "definitions")
 _SCHEMA_LISTS = ("anyOf", "prefixItems")
+# "Or plain text": a JSON document, or text that does not open with ``{`` (so a parser can
+# tell the two apart from the first character)
+_JSON_OR_TEXT_ROOT = (
+    'root ::= deskai-structured | free-text\n'
+    'free-text ::= [^{ \\t\\n] [^\\x00]* | [ \\t\\n]+ [^{ \\t\\n] [^\\x00]*\n'
+)
 
-JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
+
+def compile_structured(structured: StructuredOutput) -> str:
+    """The GBNF grammar that enforces ``structured`` (a 400 naming its field if it cannot)."""
+    if structured.grammar is not None:
+        return structured.grammar
+    if structured.regex is not None:
+        return regex_to_grammar(structured.regex, param=structured.field)
+    assert structured.json_schema is not None
+    grammar = schema_to_grammar(structured.json_schema, param=structured.field)
+    if not structured.or_text:
+        return grammar
+    return _JSON_OR_TEXT_ROOT + grammar.replace("root ::=", "deskai-structured ::=", 1)
+
+
+def regex_to_grammar(pattern: str, *, param: str) -> str:
+    """A GBNF grammar whose language is ``pattern`` (matched whole), through llama.cpp's own
+    regex translator (the one its JSON-schema ``pattern`` support uses)."""
+    anchored = f"{'' if pattern.startswith('^') else '^'}{pattern}" \
+               f"{'' if pattern.endswith('$') else '$'}"
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False,
+                                raw_pattern=True)
+    try:
+        converter._visit_pattern(anchored, "root")
+    except Exception as exc:  # the translator raises assorted errors on what it cannot read
+        raise InvalidInputError(f"invalid or unsupported regex: {exc}", param=param) from None
+    return str(converter.format_grammar())
 
 
 def unsupported_keywords(schema: Any, path: str = "$") -> Iterator[str]:

@@ -45,10 +45,3 @@ def default_parallel(per_slot: int, available_bytes: int, cores: int | None = No
     """
     cap = MAX_DEFAULT_SLOTS_PER_CORE * (cores or os.cpu_count() or 1)
     return max(1, min(cap, slots_that_fit(int(available_bytes * DEFAULT_KV_SHARE), per_slot)))
-
-
-def available_memory() -> int:
-    """Bytes of memory the machine can still hand out (psutil's ``available``)."""
-    import psutil
-
-    return int(psutil.virtual_memory().available)

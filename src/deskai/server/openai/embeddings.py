@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from deskai.errors import InvalidInputError
 from deskai.server.generation import leased_model, manager_of
-from deskai.server.openai_models import (
+from deskai.server.openai.models import (
     EmbeddingData,
     EmbeddingList,
     EmbeddingRequest,
@@ -39,11 +39,11 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
 @router.post("/v1/embeddings", response_model=EmbeddingList)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
     async with leased_model(manager_of(request), body.model) as loaded:
-        embedder = loaded.embeddings
-        if body.dimensions is not None and body.dimensions != embedder.dimensions:
-            raise InvalidInputError(f"{loaded.name} makes {embedder.dimensions}-dimensional "
+        dimensions = loaded.facts.embedding_dimensions
+        if body.dimensions is not None and dimensions and body.dimensions != dimensions:
+            raise InvalidInputError(f"{loaded.name} makes {dimensions}-dimensional "
                                     "embeddings; it cannot shorten them", param="dimensions")
-        result = await asyncio.to_thread(embedder.embed, embedding_inputs(body.input))
+        result = await asyncio.to_thread(loaded.embed, embedding_inputs(body.input))
     request.state.prompt_tokens = result.prompt_tokens
     data = [EmbeddingData(index=i, embedding=encode_vector(v, body.encoding_format))
             for i, v in enumerate(result.vectors)]

@@ -3,29 +3,24 @@
 An embedding model (BERT-style, e.g. all-MiniLM-L6-v2 converted to GGUF) is loaded with
 ``embeddings=True`` and the pooling its GGUF declares; each input gets its own sequence id, so a
 list of inputs is embedded in as few decodes as the batch allows. Vectors are L2-normalised, as
-sentence-transformers and OpenAI's embeddings are.
+sentence-transformers and OpenAI's embeddings are. Implements the contract's ``Engine`` (its
+generation calls refuse: an embedding model has no next token to give).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import llama_cpp as llama
 import numpy as np
 
-from deskai.engine.llamacpp import load_model
+from deskai.engine.llamacpp.runner import load_model, token_piece, tokenize
+from deskai.engine.protocol import GenerationRequest, RequestHandle
+from deskai.engine.types import DeltaSink, Embeddings, EngineStats, ModelFacts, UsageStats
 from deskai.errors import ContextLengthError, EngineError, InvalidInputError
-
-EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2",
-                                     "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"})
-
-
-@dataclass(frozen=True, slots=True)
-class Embeddings:
-    vectors: list[np.ndarray]
-    prompt_tokens: int
 
 
 class LlamaCppEmbedder:
@@ -43,7 +38,11 @@ class LlamaCppEmbedder:
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._batch_tokens = batch_tokens
         self._lock = threading.Lock()
-        self.last_used = 0.0
+        self.last_used = time.monotonic()
+        self.facts = ModelFacts(kind="embedding", context_length=self.context_length,
+                                slots=1, n_vocab=llama.llama_vocab_n_tokens(self._vocab),
+                                n_ctx_train=llama.llama_model_n_ctx_train(self._model),
+                                embedding_dimensions=self.dimensions)
 
     def _new_context(self, batch_tokens: int, threads: int) -> llama.llama_context_p:
         params = llama.llama_context_default_params()
@@ -60,14 +59,8 @@ class LlamaCppEmbedder:
             raise EngineError("llama.cpp could not create an embedding context")
         return ctx
 
-    def tokenize(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        buffer = (llama.llama_token * capacity)()
-        count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, True, True)
-        if count < 0:
-            raise EngineError("tokenization failed")
-        return list(buffer[:count])
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return tokenize(self._vocab, text, add_special=add_special)
 
     def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
         """Embed texts, or token-id arrays in this model's own vocabulary."""
@@ -84,6 +77,7 @@ class LlamaCppEmbedder:
         with self._lock:
             for group in self._groups(tokenized):
                 vectors.extend(self._embed_group(group))
+            self.last_used = time.monotonic()
         return Embeddings(vectors, sum(len(tokens) for tokens in tokenized))
 
     def _checked_ids(self, tokens: list[int]) -> list[int]:
@@ -131,9 +125,23 @@ class LlamaCppEmbedder:
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0 else vector
 
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
+    def token_bytes(self, token: int) -> bytes:
+        return token_piece(self._vocab, token, special=False)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def submit(self, request: GenerationRequest, sink: DeltaSink) -> RequestHandle:
+        raise InvalidInputError("this is an embedding model: it cannot generate text (use "
+                                "/v1/embeddings)", param="model")
+
+    def load_adapter(self, key: str, path: Path) -> None:
+        raise InvalidInputError("LoRA adapters apply to text models only", param="model")
+
+    def stats(self) -> EngineStats:
+        busy = int(self._lock.locked())  # an embed call holds the lock while it runs
+        return EngineStats(total=UsageStats(running=busy), kv_capacity_tokens=0,
+                           last_used=self.last_used)
 
     def close(self) -> None:
         llama.llama_batch_free(self._batch)

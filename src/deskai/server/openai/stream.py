@@ -15,14 +15,14 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from deskai.engine.request import Delta
-from deskai.engine.tool_calls import ToolPlan, parse_tool_calls
+from deskai.engine.types import Delta
 from deskai.errors import DeskaiError
-from deskai.server import openai_convert as convert
+from deskai.frontend.tools import ToolPlan, parse_tool_calls
 from deskai.server.errors import error_body
 from deskai.server.generation import DeltaStream
-from deskai.server.openai_logprobs import TokenBytes, to_chat_logprobs, to_completion_logprobs
-from deskai.server.openai_models import ToolCallDelta
+from deskai.server.openai import convert
+from deskai.server.openai.logprobs import TokenBytes, to_chat_logprobs, to_completion_logprobs
+from deskai.server.openai.models import ToolCallDelta
 
 Choice = dict[str, Any]
 

@@ -1,14 +1,14 @@
 """Tool calling: how tools are shown to a model, how its calls are constrained and parsed.
 
 deskai's generic format, used when the model's chat template cannot render tools itself (and
-always for the output, which a grammar constrains)::
+always for the output, which structured output constrains)::
 
     {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
 
-The grammar is built from the tools' JSON schemas, so ``arguments`` always parses and validates.
-``tool_choice`` decides the grammar's root: ``required`` or a named function allows only calls;
-``auto`` allows either calls or plain text (text may not start with ``{``); ``none`` adds no
-grammar and no tools.
+The constraint is a JSON schema built from the tools' own, so ``arguments`` always parses and
+validates; the backend compiles it. ``tool_choice`` decides its shape: ``required`` or a named
+function allows only calls; ``auto`` allows either calls or plain text (text may not start with
+``{``); ``none`` adds no constraint and no tools.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from deskai.engine.grammar import schema_to_grammar
+from deskai.engine.sampling import StructuredOutput
 from deskai.errors import InvalidInputError
 
 TOOLS_SYSTEM_PROMPT = (
@@ -28,10 +28,6 @@ TOOLS_SYSTEM_PROMPT = (
     "Otherwise reply normally.\n\nFunctions:\n{functions}"
 )
 _HERMES_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
-_FREE_TEXT_RULES = (
-    'root ::= deskai-calls | free-text\n'
-    'free-text ::= [^{ \\t\\n] [^\\x00]* | [ \\t\\n]+ [^{ \\t\\n] [^\\x00]*\n'
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +51,7 @@ class ToolPlan:
     tools: list[Tool]
     mode: str  # "auto", "required" or "named"
     parallel: bool
-    grammar: str
+    structured: StructuredOutput  # the calls' schema (or plain text, in "auto")
 
     @property
     def calls_only(self) -> bool:
@@ -80,7 +76,7 @@ def parse_tools(raw_tools: list[dict[str, Any]]) -> list[Tool]:
 
 def plan_tools(raw_tools: list[dict[str, Any]] | None, tool_choice: Any,
                parallel: bool) -> ToolPlan | None:
-    """Turn ``tools``/``tool_choice`` into a grammar; ``None`` when no tool may be called."""
+    """Turn ``tools``/``tool_choice`` into a constraint; ``None`` when no tool may be called."""
     if not raw_tools or tool_choice == "none":
         if isinstance(tool_choice, dict) or tool_choice == "required":
             raise InvalidInputError("tool_choice asks for a tool but no tools were given",
@@ -88,11 +84,9 @@ def plan_tools(raw_tools: list[dict[str, Any]] | None, tool_choice: Any,
         return None
     tools = parse_tools(raw_tools)
     mode, allowed = _choice(tool_choice, tools)
-    grammar = schema_to_grammar(calls_schema(allowed, parallel=parallel), param="tools")
-    grammar = grammar.replace("root ::=", "deskai-calls ::=", 1)
-    root = _FREE_TEXT_RULES if mode == "auto" else "root ::= deskai-calls\n"
-    grammar = root + grammar
-    return ToolPlan(tools, mode, parallel, grammar)
+    structured = StructuredOutput(json_schema=calls_schema(allowed, parallel=parallel),
+                                  or_text=mode == "auto", field="tools")
+    return ToolPlan(tools, mode, parallel, structured)
 
 
 def _choice(tool_choice: Any, tools: list[Tool]) -> tuple[str, list[Tool]]:
@@ -188,3 +182,14 @@ def _arguments_object(arguments: Any) -> Any:
         except json.JSONDecodeError:
             return arguments
     return arguments
+
+
+def with_tools_prompt(messages: list[dict[str, Any]], tools: ToolPlan) -> list[dict[str, Any]]:
+    """The tools described in the system message: merged into the conversation's own system
+    message when it has one (a second one confuses templates that expect one), else first."""
+    prompt = tools_system_prompt(tools.tools)
+    if messages and messages[0].get("role") in {"system", "developer"}:
+        first = messages[0]
+        return [{**first, "content": f"{first.get('content') or ''}\n\n{prompt}"},
+                *messages[1:]]
+    return [{"role": "system", "content": prompt}, *messages]

@@ -19,12 +19,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from deskai import __version__
-from deskai.engine.manager import LoadedModel, ModelManager
-from deskai.engine.tool_calls import ToolPlan
 from deskai.errors import DeskaiError
-from deskai.server import ollama_convert as convert
+from deskai.frontend.chat_template import template_of
+from deskai.frontend.tools import ToolPlan
+from deskai.runtime.manager import LoadedModel, ModelManager
 from deskai.server.generation import DeltaStream, leased_model, manager_of, store_of
-from deskai.server.ollama_models import (
+from deskai.server.ollama import convert
+from deskai.server.ollama.models import (
     ChatRequest,
     CopyRequest,
     EmbedRequest,
@@ -36,7 +37,7 @@ from deskai.server.ollama_models import (
     TagsResponse,
     VersionResponse,
 )
-from deskai.server.ollama_show import show_model
+from deskai.server.ollama.show import show_model
 from deskai.store import Store, parse_model_name
 from deskai.store.pull import PullCancelled, PullProgress, pull
 from deskai.store.sources import parse_pull_ref
@@ -66,15 +67,8 @@ def show(body: ModelRequest, request: Request) -> ShowResponse:
 @router.get("/ps", response_model=PsResponse)
 def ps(request: Request) -> PsResponse:
     now = time.monotonic()
-    return PsResponse(models=[convert.to_running(m, now_monotonic=now,
-                                                 context_length=_context_length(m))
+    return PsResponse(models=[convert.to_running(m, now_monotonic=now)
                               for m in manager_of(request).loaded()])
-
-
-def _context_length(loaded: LoadedModel) -> int:
-    if loaded.generator is not None:
-        return loaded.generator.context_length
-    return loaded.embedder.context_length if loaded.embedder is not None else 0
 
 
 @router.post("/copy")
@@ -128,13 +122,16 @@ async def _generation(body: GenerateRequest | ChatRequest, request: Request) -> 
 def _start(body: GenerateRequest | ChatRequest, loaded: LoadedModel,
            request: Request) -> tuple[DeltaStream, list[int], ToolPlan | None]:
     """Render, tokenize and queue the request; errors (too long, bad schema) surface here."""
+    template = template_of(loaded)
     plan: ToolPlan | None = None
     if isinstance(body, ChatRequest):
-        rendered, plan = convert.from_chat_request(body, loaded.template)
+        prompt = convert.from_chat_request(body, template)
+        rendered, plan, structured = prompt.rendered, prompt.tools, prompt.structured
     else:
-        rendered = convert.from_generate_request(body, loaded.template)
-    params = convert.sampling_params(body.options, format=body.format, extra_stop=rendered.stop,
-                                     plan=plan)
+        rendered = convert.from_generate_request(body, template)
+        structured = convert.format_constraint(body.format)
+    params = convert.sampling_params(body.options, extra_stop=rendered.stop,
+                                     structured=structured)
     engine = loaded.engine
     if isinstance(body, GenerateRequest) and body.context:
         # a previous answer's ``context``: continue it, without a second BOS
@@ -248,8 +245,7 @@ async def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
     start = time.monotonic_ns()
     async with leased_model(manager_of(request), body.model, keep_alive) as loaded:
         loaded_at = time.monotonic_ns()
-        embedder = loaded.embeddings
-        result = await asyncio.to_thread(embedder.embed, inputs)
+        result = await asyncio.to_thread(loaded.embed, inputs)
     request.state.prompt_tokens = result.prompt_tokens
     vectors = [[float(x) for x in vector[: body.dimensions or None]] for vector in result.vectors]
     end = time.monotonic_ns()

@@ -1,45 +1,38 @@
 """The llama.cpp engine: requests in, a step loop on its own thread, deltas out.
 
-``add_request`` queues a prompt; a background thread repeats ``step()`` (schedule → one
+``submit`` queues a prompt; a background thread repeats ``step()`` (schedule → one
 ``llama_decode`` for every scheduled sequence → sample → postprocess) while there is work.
-``generate`` is the synchronous convenience the CLI uses; the server hands in a sink that
-forwards deltas to its event loop.
+Implements the contract's ``Engine``; nothing outside ``engine.llamacpp`` sees this class.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from deskai.engine.llamacpp import LlamaCppRunner, ModelFacts, TokenLogprobs, is_plain_greedy
-from deskai.engine.request import Delta, DeltaSink, FinishReason, Request
-from deskai.engine.sampling_params import SamplingParams
-from deskai.engine.scheduler import ScheduledEntry, Scheduler
+from deskai.engine.llamacpp.request import Request
+from deskai.engine.llamacpp.runner import LlamaCppRunner, is_plain_greedy
+from deskai.engine.llamacpp.scheduler import ScheduledEntry, Scheduler
+from deskai.engine.protocol import EngineOptions, GenerationRequest
+from deskai.engine.types import (
+    Delta,
+    DeltaSink,
+    Embeddings,
+    EngineStats,
+    FinishReason,
+    ModelFacts,
+    TokenLogprobs,
+    UsageStats,
+)
 from deskai.errors import ContextLengthError, DeskaiError, EngineError, InvalidInputError
 
 _request_ids = itertools.count(1)
 log = logging.getLogger("deskai.engine")
-
-
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
-    """How a model is loaded: context per slot, slots, threads, batch size, queue bound."""
-
-    context_length: int = 4096
-    parallel: int = 4
-    threads: int = 1
-    batch_tokens: int = 512
-    max_queue: int = 64
-    request_timeout: float | None = None  # seconds from arrival to the last token; None: none
-    prefix_cache: bool = True
-    batch_invariant: bool = False  # one llama_decode per sequence: batched output == solo
 
 
 class LlamaCppEngine:
@@ -58,6 +51,7 @@ class LlamaCppEngine:
                                    and not options.batch_invariant,
                                    batch_invariant=options.batch_invariant,
                                    cached_tokens_budget=self.runner.facts.n_ctx_per_seq)
+        self.facts = self._model_facts()
         self._work = threading.Condition()
         # deltas of a step wait here until the next llama_decode is about to start (or the
         # engine idles): the sinks wake their consumers (the server's event loop), which then
@@ -74,78 +68,85 @@ class LlamaCppEngine:
 
     # -- facts ----------------------------------------------------------------------------------
 
-    @property
-    def facts(self) -> ModelFacts:
-        return self.runner.facts
+    def _model_facts(self) -> ModelFacts:
+        facts = self.runner.facts
+        return ModelFacts(kind="text", context_length=facts.n_ctx_per_seq, slots=facts.n_seq,
+                          n_vocab=facts.n_vocab, n_ctx_train=facts.n_ctx_train,
+                          chat_template=facts.chat_template, bos_token_id=facts.bos_token_id,
+                          eos_token_id=facts.eos_token_id,
+                          bos_text=self._special_text(facts.bos_token_id),
+                          eos_text=self._special_text(facts.eos_token_id))
+
+    def _special_text(self, token: int) -> str:
+        return self.runner.token_bytes(token, special=True).decode("utf-8", errors="replace")
 
     @property
     def context_length(self) -> int:
         """Tokens one request may hold: its prompt plus its output."""
-        return self.runner.facts.n_ctx_per_seq
+        return self.facts.context_length
 
-    @property
-    def busy(self) -> bool:
+    def stats(self) -> EngineStats:
         with self._work:
-            return self.scheduler.has_work
+            running, waiting = list(self.scheduler.running), list(self.scheduler.waiting)
+        by_adapter: dict[str | None, UsageStats] = {}
+        for adapter in {r.adapter for r in (*running, *waiting)}:
+            mine = [r for r in running if r.adapter == adapter]
+            by_adapter[adapter] = UsageStats(
+                running=len(mine), waiting=sum(r.adapter == adapter for r in waiting),
+                kv_used_tokens=sum(r.num_computed + r.num_output_tokens for r in mine))
+        total = UsageStats(running=len(running), waiting=len(waiting),
+                           kv_used_tokens=sum(u.kv_used_tokens for u in by_adapter.values()))
+        return EngineStats(total=total,
+                           kv_capacity_tokens=self.context_length * self.options.parallel,
+                           last_used=self.last_used, by_adapter=by_adapter)
 
-    def load_adapter(self, key: str, path: str | Path) -> None:
-        """Make LoRA adapter ``key`` available to requests (``add_request(adapter=key)``)."""
+    def load_adapter(self, key: str, path: Path) -> None:
+        """Make LoRA adapter ``key`` available to requests (``adapter=key``)."""
         self.runner.load_adapter(key, Path(path))
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         return self.runner.tokenize(text, add_special=add_special)
 
-    def token_text(self, token: int) -> str:
-        return self.runner.token_bytes(token, special=True).decode("utf-8", errors="replace")
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.runner.detokenize(list(tokens))
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.runner.token_bytes(token)
+
+    def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+        raise InvalidInputError("this model generates text; embeddings need an embedding "
+                                "model such as all-MiniLM-L6-v2", param="model")
 
     # -- requests -------------------------------------------------------------------------------
 
-    def add_request(self, prompt: str | list[int], params: SamplingParams, sink: DeltaSink, *,
-                    add_special: bool = True, adapter: str | None = None) -> Request:
-        """Queue a prompt; deltas go to ``sink`` from the engine thread.
-
-        ``adapter`` names a LoRA loaded with ``load_adapter`` to generate with (None: the base
-        model alone)."""
-        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) \
-            else list(prompt)
+    def submit(self, request: GenerationRequest, sink: DeltaSink) -> Request:
+        """Queue a prompt; deltas go to ``sink`` from the engine thread."""
+        prompt, params = request.prompt, request.params
+        tokens = self.tokenize(prompt, add_special=request.add_special) \
+            if isinstance(prompt, str) else list(prompt)
         self._check_fits(tokens)
-        if adapter is not None and not self.runner.has_adapter(adapter):
-            raise EngineError(f"the LoRA adapter {adapter} is not loaded")
-        request = Request(request_id=f"req-{next(_request_ids)}", prompt_tokens=tokens,
-                          params=params, sink=sink, max_total_tokens=self.context_length,
-                          adapter=adapter)
+        if request.adapter is not None and not self.runner.has_adapter(request.adapter):
+            raise EngineError(f"the LoRA adapter {request.adapter} is not loaded")
+        queued = Request(request_id=f"req-{next(_request_ids)}", prompt_tokens=tokens,
+                         params=params, sink=sink, max_total_tokens=self.context_length,
+                         adapter=request.adapter)
         # built here, on the caller's thread, so a bad grammar or bias is the caller's 400
         if not is_plain_greedy(params):  # plain greedy is an argmax, no chain
-            request.sampler = self.runner.new_sampler(params)
+            queued.sampler = self.runner.new_sampler(params)
         if self.options.request_timeout is not None:
-            request.deadline = request.arrival_time + self.options.request_timeout
+            queued.deadline = queued.arrival_time + self.options.request_timeout
         with self._work:
             if self._closing:
-                self._free_sampler(request)
+                self._free_sampler(queued)
                 raise EngineError("the model is being unloaded")
             try:
-                self.scheduler.enqueue(request)
+                self.scheduler.enqueue(queued)
             except DeskaiError:
-                self._free_sampler(request)
+                self._free_sampler(queued)
                 raise
             self.last_used = time.monotonic()
             self._work.notify()
-        return request
-
-    def generate(self, prompt: str | list[int], params: SamplingParams, *,
-                 add_special: bool = True, adapter: str | None = None) -> Iterator[Delta]:
-        """Yield deltas until the request finishes; closing the iterator cancels it."""
-        deltas: queue.SimpleQueue[Delta] = queue.SimpleQueue()
-        request = self.add_request(prompt, params, deltas.put, add_special=add_special,
-                                   adapter=adapter)
-        try:
-            while True:
-                delta = deltas.get()
-                yield delta
-                if delta.finish_reason is not None:
-                    return
-        finally:
-            request.cancel()
+        return queued
 
     def _check_fits(self, tokens: list[int]) -> None:
         if not tokens:

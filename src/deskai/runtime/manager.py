@@ -1,13 +1,15 @@
-"""Which models are loaded: load on first use, unload after an idle keep-alive (like Ollama).
+"""Which models are live on which engine: load on first use, unload after keep-alive (Ollama's
+model).
 
 The server and ``deskai run`` ask the manager for a model by name; it resolves the name in the
-store, loads the engine once (concurrent callers wait for the same load), and a reaper thread
-unloads engines that have been idle longer than their keep-alive.
+store, asks the planner whether it fits in free memory (``fit.check_fits``), loads the engine
+once through the backend's factory (concurrent callers wait for the same load), and a reaper
+thread unloads engines that have been idle longer than their keep-alive.
 
 A tuned model (base + LoRA adapter, from ``deskai tune``) does not get an engine of its own:
 every name over the same base GGUF shares one engine — one copy of the weights, one KV cache,
-one set of slots — and each request carries its adapter (see ``LlamaCppEngine._batches``).
-The engine is closed when the last name using it is unloaded.
+one set of slots — and each request carries its adapter. The engine is closed when the last
+name using it is unloaded.
 """
 
 from __future__ import annotations
@@ -15,74 +17,87 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from deskai.engine.chat_template import ChatTemplate
-from deskai.engine.embedding import EMBEDDING_ARCHITECTURES, LlamaCppEmbedder
-from deskai.engine.engine import EngineOptions, LlamaCppEngine
-from deskai.engine.request import Delta, DeltaSink, Request
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.protocol import (
+    Engine,
+    EngineFactory,
+    EngineOptions,
+    GenerationRequest,
+    ModelSpec,
+    RequestHandle,
+    generate,
+)
+from deskai.engine.sampling import SamplingParams
+from deskai.engine.types import Delta, DeltaSink, Embeddings, ModelFacts, UsageStats
 from deskai.errors import InvalidInputError
-from deskai.store import Manifest, Store, parse_model_name, resolve_model_path
-
-EngineFactory = Callable[[str, EngineOptions], LlamaCppEngine]
+from deskai.runtime.backends import backend
+from deskai.runtime.fit import FitCheck, check_fits
+from deskai.store import Manifest, Store, model_kind, parse_model_name, resolve_model_path
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A model in memory — a text generator or an embedder — and when it may be unloaded."""
+    """A name in memory — its engine (maybe shared), its adapter — and when it may go."""
 
     name: str
     manifest: Manifest
-    template: ChatTemplate
     keep_alive: float
-    generator: LlamaCppEngine | None = None
-    embedder: LlamaCppEmbedder | None = None
+    engine: Engine
     adapter: str | None = None  # the LoRA (its blob digest) this name generates with
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     users: int = 0  # callers between ``ModelManager.acquire`` and ``release``
 
     @property
-    def engine(self) -> LlamaCppEngine:
-        """The text generator; a clear 400 for an embedding model."""
-        if self.generator is None:
-            raise InvalidInputError(f"{self.name} is an embedding model: it cannot generate "
-                                    "text (use /v1/embeddings)", param="model")
-        return self.generator
+    def facts(self) -> ModelFacts:
+        return self.engine.facts
 
-    def add_request(self, prompt: str | list[int], params: SamplingParams, sink: DeltaSink, *,
-                    add_special: bool = True) -> Request:
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja template this name chats with: a tuned model keeps the one it was trained
+        with (in its manifest), else the GGUF's own."""
+        return self.manifest.details.get("chat_template") or self.facts.chat_template
+
+    def submit(self, prompt: str | list[int], params: SamplingParams, sink: DeltaSink, *,
+               add_special: bool = True) -> RequestHandle:
         """Queue a prompt on this name's engine, with this name's adapter."""
-        return self.engine.add_request(prompt, params, sink, add_special=add_special,
-                                       adapter=self.adapter)
+        return self.engine.submit(self._request(prompt, params, add_special), sink)
 
     def generate(self, prompt: str | list[int], params: SamplingParams, *,
                  add_special: bool = True) -> Iterator[Delta]:
-        """``LlamaCppEngine.generate`` with this name's adapter."""
-        return self.engine.generate(prompt, params, add_special=add_special,
-                                    adapter=self.adapter)
+        """Deltas until the request finishes; closing the iterator cancels it."""
+        return generate(self.engine, self._request(prompt, params, add_special))
 
-    @property
-    def embeddings(self) -> LlamaCppEmbedder:
-        if self.embedder is None:
+    def _request(self, prompt: str | list[int], params: SamplingParams,
+                 add_special: bool) -> GenerationRequest:
+        if self.facts.kind != "text":
+            raise InvalidInputError(f"{self.name} is an embedding model: it cannot generate "
+                                    "text (use /v1/embeddings)", param="model")
+        return GenerationRequest(prompt, params, add_special=add_special, adapter=self.adapter)
+
+    def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+        if self.facts.kind != "embedding":
             raise InvalidInputError(f"{self.name} generates text; embeddings need an embedding "
                                     "model such as all-MiniLM-L6-v2", param="model")
-        return self.embedder
+        return self.engine.embed(inputs)
+
+    def usage(self) -> UsageStats:
+        """This name's own requests (names over one base share its engine)."""
+        return self.engine.stats().of_adapter(self.adapter)
 
     @property
     def busy(self) -> bool:
-        runtime = self.generator or self.embedder
-        return bool(runtime and runtime.busy)
+        return self.engine.stats().busy
 
     @property
     def expires_at(self) -> float | None:
         """Monotonic time after which an idle model is unloaded; None means never."""
         if self.keep_alive < 0:
             return None
-        engine_used = self.generator.last_used if self.generator else 0.0
-        return max(self.last_used, engine_used) + self.keep_alive
+        return max(self.last_used, self.engine.stats().last_used) + self.keep_alive
 
     def touch(self, keep_alive: float | None = None) -> None:
         if keep_alive is not None:
@@ -94,7 +109,7 @@ class LoadedModel:
 class SharedEngine:
     """The engine over one base GGUF, and how many names (loaded, or being loaded) use it."""
 
-    engine: LlamaCppEngine
+    engine: Engine
     names: int = 0
 
 
@@ -102,11 +117,13 @@ class ModelManager:
     """Loads models from the store on demand and unloads idle ones."""
 
     def __init__(self, store: Store, options: EngineOptions, *, keep_alive: float,
-                 factory: EngineFactory = LlamaCppEngine, reap_interval: float = 1.0) -> None:
+                 factory: EngineFactory | None = None, fit_check: FitCheck | None = check_fits,
+                 reap_interval: float = 1.0) -> None:
         self.store = store
         self.options = options
         self.keep_alive = keep_alive
-        self._factory = factory
+        self._factory = factory or backend()
+        self._fit_check = fit_check
         self._loaded: dict[str, LoadedModel] = {}
         self._engines: dict[str, SharedEngine] = {}  # by base GGUF path
         self._lock = threading.Lock()
@@ -181,13 +198,11 @@ class ModelManager:
             self.unload(loaded.name)
 
     def _load(self, key: str) -> LoadedModel:
-        path = resolve_model_path(self.store, key)
         manifest = self.store.get(key)
-        if manifest.details.get("architecture") in EMBEDDING_ARCHITECTURES:
-            embedder = LlamaCppEmbedder(path, threads=self.options.threads)
-            return LoadedModel(key, manifest, ChatTemplate(None), self.keep_alive,
-                               embedder=embedder)
-        engine = self._shared_engine(str(path))
+        architecture = str(manifest.details.get("architecture", "unknown"))
+        spec = ModelSpec(key, Path(resolve_model_path(self.store, key)),
+                         model_kind(architecture), architecture)
+        engine = self._shared_engine(spec)
         adapter = manifest.adapter_layer
         try:
             if adapter is not None:
@@ -195,17 +210,13 @@ class ModelManager:
         except BaseException:
             self._release_engine(engine)
             raise
-        facts = engine.facts
-        # a tuned model is served with the template it was trained with (kept in its manifest)
-        template = ChatTemplate(manifest.details.get("chat_template") or facts.chat_template,
-                                bos_token=engine.token_text(facts.bos_token_id),
-                                eos_token=engine.token_text(facts.eos_token_id))
-        return LoadedModel(key, manifest, template, self.keep_alive, generator=engine,
+        return LoadedModel(key, manifest, self.keep_alive, engine,
                            adapter=adapter.digest if adapter is not None else None)
 
-    def _shared_engine(self, path: str) -> LlamaCppEngine:
-        """The engine over the GGUF at ``path``, loaded if no name uses it yet; the caller
-        becomes one of its names (``_release_engine`` undoes that)."""
+    def _shared_engine(self, spec: ModelSpec) -> Engine:
+        """The engine over the GGUF at ``spec.path``, loaded if no name uses it yet (after the
+        fit check); the caller becomes one of its names (``_release_engine`` undoes that)."""
+        path = str(spec.path)
         with self._lock:
             load_lock = self._load_locks.setdefault(f"engine:{path}", threading.Lock())
         with load_lock:  # a base and its tuned names loading at once still share one engine
@@ -216,20 +227,18 @@ class ModelManager:
                 if shared is not None:
                     shared.names += 1
                     return shared.engine
-            shared = SharedEngine(self._factory(path, self.options), names=1)
+            if self._fit_check is not None:
+                self._fit_check(spec, self.options)
+            shared = SharedEngine(self._factory(spec, self.options), names=1)
             with self._lock:
                 self._engines[path] = shared
             return shared.engine
 
     def _close(self, model: LoadedModel) -> None:
-        """Free what ``model`` alone holds: its embedder, or its engine if no other name
-        (loaded or loading) shares it."""
-        if model.embedder is not None:
-            model.embedder.close()
-        if model.generator is not None:
-            self._release_engine(model.generator)
+        """Free the engine of ``model`` if no other name (loaded or loading) shares it."""
+        self._release_engine(model.engine)
 
-    def _release_engine(self, engine: LlamaCppEngine) -> None:
+    def _release_engine(self, engine: Engine) -> None:
         with self._lock:
             path, shared = next((path, shared) for path, shared in self._engines.items()
                                 if shared.engine is engine)

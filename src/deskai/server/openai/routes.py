@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from deskai.engine.manager import LoadedModel
-from deskai.engine.sampling_params import SamplingParams
-from deskai.server import openai_convert as convert
+from deskai.engine.sampling import SamplingParams
+from deskai.frontend.chat_template import template_of
+from deskai.runtime.manager import LoadedModel
 from deskai.server.generation import (
     DeltaStream,
     generate_text,
@@ -23,7 +23,8 @@ from deskai.server.generation import (
     manager_of,
     store_of,
 )
-from deskai.server.openai_models import (
+from deskai.server.openai import convert
+from deskai.server.openai.models import (
     ChatCompletion,
     ChatCompletionRequest,
     Completion,
@@ -31,7 +32,7 @@ from deskai.server.openai_models import (
     ModelCard,
     ModelList,
 )
-from deskai.server.openai_stream import (
+from deskai.server.openai.stream import (
     ChatChunker,
     Chunker,
     CompletionChunker,
@@ -59,7 +60,7 @@ def get_model(model_id: str, request: Request) -> ModelCard:
 async def create_completion(body: CompletionRequest, request: Request) -> Any:
     prompt, params = convert.from_completion_request(body)
     async with leased_model(manager_of(request), body.model) as loaded:
-        token_bytes = loaded.engine.runner.token_bytes
+        token_bytes = loaded.engine.token_bytes
         every_params = convert.choice_params(params, body.n)
         if body.stream:
             streams = _open_streams(loaded, prompt, every_params, True, request)
@@ -75,9 +76,9 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
     async with leased_model(manager_of(request), body.model) as loaded:
-        plan = convert.from_chat_request(body, loaded.template)
-        token_bytes = loaded.engine.runner.token_bytes
-        prompt, add_special = plan.rendered.text, plan.rendered.add_special
+        plan = convert.from_chat_request(body, template_of(loaded))
+        token_bytes = loaded.engine.token_bytes
+        prompt, add_special = plan.prompt.rendered.text, plan.prompt.rendered.add_special
         every_params = convert.choice_params(plan.params, body.n)
         if body.stream:
             streams = _open_streams(loaded, prompt, every_params, add_special, request)

@@ -19,19 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from deskai.engine.chat_template import ChatTemplate, RenderedPrompt
-from deskai.engine.grammar import JSON_OBJECT_SCHEMA, schema_to_grammar
-from deskai.engine.manager import LoadedModel
-from deskai.engine.sampling_params import SamplingParams
-from deskai.engine.tool_calls import (
-    ToolPlan,
-    messages_for_generic_format,
-    parse_tool_calls,
-    plan_tools,
-    tools_system_prompt,
-)
+from deskai.engine.sampling import SamplingParams, StructuredOutput
 from deskai.errors import InvalidInputError
-from deskai.server.ollama_models import (
+from deskai.frontend.chat import JSON_OBJECT_SCHEMA, ChatPrompt, json_output, shape_chat
+from deskai.frontend.chat_template import ChatTemplate, RenderedPrompt
+from deskai.frontend.tools import parse_tool_calls
+from deskai.runtime.manager import LoadedModel
+from deskai.server.ollama.models import (
     ChatRequest,
     GenerateRequest,
     KeepAlive,
@@ -77,35 +71,30 @@ def _parse_duration(text: str) -> float:
     return sign * sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
-def sampling_params(options: Options | None, *, format: str | dict[str, Any] | None,
-                    extra_stop: list[str], plan: ToolPlan | None = None) -> SamplingParams:
+def sampling_params(options: Options | None, *, extra_stop: list[str],
+                    structured: StructuredOutput | None) -> SamplingParams:
+    """Ollama's options; what is unset keeps the contract's defaults."""
     opts = options or Options()
-    defaults = SamplingParams()
-    return SamplingParams(
+    return SamplingParams.given(
         max_tokens=opts.num_predict if opts.num_predict and opts.num_predict > 0 else None,
-        temperature=_or(opts.temperature, defaults.temperature),
-        top_p=_or(opts.top_p, defaults.top_p),
-        top_k=_or(opts.top_k, defaults.top_k),
-        min_p=_or(opts.min_p, defaults.min_p),
+        temperature=opts.temperature,
+        top_p=opts.top_p,
+        top_k=opts.top_k,
+        min_p=opts.min_p,
         seed=None if opts.seed is None or opts.seed < 0 else opts.seed % 2**32,
         stop=list(opts.stop or []) + extra_stop,
-        repeat_penalty=_or(opts.repeat_penalty, defaults.repeat_penalty),
-        presence_penalty=_or(opts.presence_penalty, 0.0),
-        frequency_penalty=_or(opts.frequency_penalty, 0.0),
-        grammar=plan.grammar if plan is not None else format_grammar(format),
+        repeat_penalty=opts.repeat_penalty,
+        presence_penalty=opts.presence_penalty,
+        frequency_penalty=opts.frequency_penalty,
+        structured=structured,
     )
 
 
-def _or(value: Any, default: Any) -> Any:
-    return default if value is None else value
-
-
-def format_grammar(format: str | dict[str, Any] | None) -> str | None:
+def format_constraint(format: str | dict[str, Any] | None) -> StructuredOutput | None:
     """``"json"`` → any JSON object; a schema → that schema, enforced (or a clear 400)."""
     if not format:
         return None
-    schema = JSON_OBJECT_SCHEMA if format == "json" else format
-    return schema_to_grammar(schema, param="format")  # type: ignore[arg-type]
+    return json_output(JSON_OBJECT_SCHEMA if format == "json" else format, field="format")
 
 
 def check_unsupported(body: GenerateRequest | ChatRequest) -> None:
@@ -143,24 +132,14 @@ def from_generate_request(body: GenerateRequest, template: ChatTemplate) -> Rend
     return template.render([*messages, {"role": "user", "content": prompt}])
 
 
-def from_chat_request(body: ChatRequest,
-                      template: ChatTemplate) -> tuple[RenderedPrompt, ToolPlan | None]:
-    """The prompt, and the tool plan whose grammar keeps any call's arguments valid.
+def from_chat_request(body: ChatRequest, template: ChatTemplate) -> ChatPrompt:
+    """The prompt, and the constraint that keeps any tool call's arguments valid.
 
     Ollama has no ``tool_choice``: with tools the model may answer or call (OpenAI's "auto").
-    A template that renders ``tools`` gets them; otherwise deskai's generic format is used.
     """
     messages = [native_message(m) for m in body.messages]
-    plan = plan_tools(body.tools, "auto", parallel=True) if body.tools else None
-    if plan is None:
-        return template.render(messages), None
-    if body.format:
-        raise InvalidInputError("format and tools cannot be combined: a tool call already "
-                                "has its own schema", param="format")
-    if template.source and "tools" in template.source:
-        return template.render(messages, tools=body.tools), plan
-    system = {"role": "system", "content": tools_system_prompt(plan.tools)}
-    return template.render([system, *messages_for_generic_format(messages)]), plan
+    return shape_chat(messages, template, tools=body.tools or None, tool_choice="auto",
+                      structured=format_constraint(body.format))
 
 
 def to_tool_calls(text: str) -> list[dict[str, Any]] | None:
@@ -251,7 +230,7 @@ def to_listed(manifest: Manifest) -> ListedModel:
                        details=details_of(manifest))
 
 
-def to_running(loaded: LoadedModel, *, now_monotonic: float, context_length: int) -> RunningModel:
+def to_running(loaded: LoadedModel, *, now_monotonic: float) -> RunningModel:
     manifest = loaded.manifest
     expires = loaded.expires_at
     if expires is None:  # kept forever: Ollama reports a far-future time
@@ -263,4 +242,4 @@ def to_running(loaded: LoadedModel, *, now_monotonic: float, context_length: int
                         digest=manifest.model_layer.digest.removeprefix("sha256:"),
                         details=details_of(manifest),
                         expires_at=when.isoformat().replace("+00:00", "Z"), size_vram=0,
-                        context_length=context_length)
+                        context_length=loaded.facts.context_length)

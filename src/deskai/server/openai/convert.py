@@ -12,21 +12,14 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deskai.engine.chat_template import ChatTemplate, RenderedPrompt
-from deskai.engine.grammar import JSON_OBJECT_SCHEMA, schema_to_grammar
-from deskai.engine.sampling_params import SamplingParams
-from deskai.engine.tool_calls import (
-    ToolCall,
-    ToolPlan,
-    messages_for_generic_format,
-    parse_tool_calls,
-    plan_tools,
-    tools_system_prompt,
-)
+from deskai.engine.sampling import SamplingParams, StructuredOutput
 from deskai.errors import InvalidInputError
+from deskai.frontend.chat import JSON_OBJECT_SCHEMA, ChatPrompt, json_output, shape_chat
+from deskai.frontend.chat_template import ChatTemplate
+from deskai.frontend.tools import ToolCall, ToolPlan, parse_tool_calls
 from deskai.server.generation import Generation
-from deskai.server.openai_logprobs import TokenBytes, to_chat_logprobs, to_completion_logprobs
-from deskai.server.openai_models import (
+from deskai.server.openai.logprobs import TokenBytes, to_chat_logprobs, to_completion_logprobs
+from deskai.server.openai.models import (
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -42,7 +35,7 @@ from deskai.server.openai_models import (
     _SamplingFields,
 )
 
-DEFAULT_TEMPERATURE = 0.8  # llama.cpp's and Ollama's default
+OPENAI_DEFAULT_TOP_P = 1.0  # OpenAI's documented default (the contract's is llama.cpp's 0.95)
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's documented default for /v1/completions
 
 
@@ -55,18 +48,23 @@ def now() -> int:
 
 
 def sampling_params(body: _SamplingFields, *, max_tokens: int | None,
-                    extra_stop: list[str] | None = None, grammar: str | None = None,
+                    extra_stop: list[str] | None = None,
+                    structured: StructuredOutput | None = None,
                     logprobs: int | None = None) -> SamplingParams:
-    return SamplingParams(
+    """The request's sampling; what it leaves unset keeps the contract's defaults."""
+    return SamplingParams.given(
         max_tokens=max_tokens,
-        temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
+        temperature=body.temperature,
+        top_p=OPENAI_DEFAULT_TOP_P if body.top_p is None else body.top_p,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
         seed=body.seed,
         stop=body.stop_list + (extra_stop or []),
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         logit_bias=body.logit_bias_ids,
-        grammar=grammar,
+        structured=structured,
         logprobs=logprobs,
     )
 
@@ -89,57 +87,54 @@ def from_completion_request(body: CompletionRequest) -> tuple[str | list[int], S
     else:
         prompt = body.prompt  # a string, or token ids
     max_tokens = body.max_tokens or COMPLETION_DEFAULT_MAX_TOKENS
-    return prompt, sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs)
+    return prompt, sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
+                                   structured=extension_constraint(body))
 
 
 @dataclass(frozen=True, slots=True)
 class ChatPlan:
     """A chat request made native: the prompt, how to sample, and what tools may be called."""
 
-    rendered: RenderedPrompt
+    prompt: ChatPrompt
     params: SamplingParams
-    tools: ToolPlan | None
+
+    @property
+    def tools(self) -> ToolPlan | None:
+        return self.prompt.tools
 
 
 def from_chat_request(body: ChatCompletionRequest, template: ChatTemplate) -> ChatPlan:
     messages = [message.model_dump(exclude_none=True) for message in body.messages]
-    tools = plan_tools(body.tools, body.tool_choice, body.parallel_tool_calls)
-    grammar = response_format_grammar(body.response_format)
-    if tools is not None and grammar is not None:
-        raise InvalidInputError("response_format cannot be combined with tools; tool calls "
-                                "already have a fixed JSON shape", param="response_format")
-    template_tools = None
-    if tools is not None and template.supports_tools:
-        template_tools = body.tools
-    elif tools is not None:
-        messages = _with_tools_prompt(messages_for_generic_format(messages), tools)
-    rendered = template.render(messages, tools=template_tools)
+    structured = response_format_constraint(body.response_format) or extension_constraint(body)
+    prompt = shape_chat(messages, template, tools=body.tools, tool_choice=body.tool_choice,
+                        parallel_tool_calls=body.parallel_tool_calls, structured=structured)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    params = sampling_params(body, max_tokens=body.token_limit, extra_stop=rendered.stop,
-                             grammar=tools.grammar if tools else grammar, logprobs=logprobs)
-    return ChatPlan(rendered, params, tools)
+    params = sampling_params(body, max_tokens=body.token_limit, extra_stop=prompt.rendered.stop,
+                             structured=prompt.structured, logprobs=logprobs)
+    return ChatPlan(prompt, params)
 
 
-def response_format_grammar(response_format: ResponseFormat | None) -> str | None:
+def response_format_constraint(response_format: ResponseFormat | None
+                               ) -> StructuredOutput | None:
     if response_format is None or response_format.type == "text":
         return None
     if response_format.type == "json_object":
-        return schema_to_grammar(JSON_OBJECT_SCHEMA)
+        return json_output(JSON_OBJECT_SCHEMA, field="response_format")
     spec = response_format.json_schema or {}
-    schema = spec.get("schema")
-    if not isinstance(schema, dict):
-        raise InvalidInputError("response_format.json_schema.schema must be a JSON schema",
-                                param="response_format")
-    return schema_to_grammar(schema)
+    return json_output(spec.get("schema"), field="response_format")
 
 
-def _with_tools_prompt(messages: list[dict[str, Any]], tools: ToolPlan) -> list[dict[str, Any]]:
-    prompt = tools_system_prompt(tools.tools)
-    if messages and messages[0].get("role") in {"system", "developer"}:
-        first = messages[0]
-        return [{**first, "content": f"{first.get('content') or ''}\n\n{prompt}"},
-                *messages[1:]]
-    return [{"role": "system", "content": prompt}, *messages]
+def extension_constraint(body: _SamplingFields) -> StructuredOutput | None:
+    """llama-server's ``grammar`` or vLLM's ``structured_outputs``, when given."""
+    if body.grammar is not None:
+        return StructuredOutput(grammar=body.grammar, field="grammar")
+    wanted = body.structured_outputs
+    if wanted is None:
+        return None
+    if wanted.json_ is not None:
+        return json_output(wanted.json_, field="structured_outputs")
+    return StructuredOutput(regex=wanted.regex, grammar=wanted.grammar,
+                            field="structured_outputs")
 
 
 def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:

@@ -1,7 +1,10 @@
 """OpenAI's wire format: the request bodies deskai accepts and the responses it returns.
 
 Field constraints here are what the API validates; anything out of range becomes a 400 in
-OpenAI's error shape (``deskai.server.errors``). Unknown fields are ignored, as OpenAI does.
+OpenAI's error shape (``deskai.server.errors``). Sampling ranges come from the engine
+contract's ``BOUNDS``, the one place they are set. Unknown fields are ignored, as OpenAI does.
+Beyond OpenAI's fields, those llama-server and vLLM accept: ``top_k``, ``min_p``,
+``repeat_penalty``, ``grammar`` (GBNF) and ``structured_outputs`` (``json``/``regex``/``grammar``).
 """
 
 from __future__ import annotations
@@ -10,8 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-MAX_STOP = 16
+from deskai.engine.sampling import BOUNDS, MAX_STOP_SEQUENCES
+
 MAX_CHOICES = 8
+
+
+def bounded(name: str, default: Any = None) -> Any:
+    """A field limited to the contract's range for sampling setting ``name``."""
+    return Field(default=default, **BOUNDS[name].pydantic())
 
 
 class _Request(BaseModel):
@@ -22,31 +31,45 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs``: the output matches a JSON schema, a regex or a grammar."""
+
+    json_: dict[str, Any] | None = Field(default=None, alias="json")
+    regex: str | None = Field(default=None, min_length=1)
+    grammar: str | None = Field(default=None, min_length=1)
+
+
 class _SamplingFields(_Request):
     """Fields shared by /v1/completions and /v1/chat/completions."""
 
     model: str = Field(min_length=1, max_length=200)
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    max_tokens: int | None = bounded("max_tokens")
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
+    top_k: int | None = bounded("top_k")
+    min_p: float | None = bounded("min_p")
+    repeat_penalty: float | None = bounded("repeat_penalty")
+    seed: int | None = bounded("seed")
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     user: str | None = None
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = bounded("presence_penalty", 0.0)
+    frequency_penalty: float = bounded("frequency_penalty", 0.0)
     logit_bias: dict[str, float] | None = None
+    grammar: str | None = Field(default=None, min_length=1)
+    structured_outputs: StructuredOutputs | None = None
 
     @field_validator("logit_bias")
     @classmethod
     def _check_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        bound = BOUNDS["logit_bias"]
         for token, bias in (value or {}).items():
             if not token.isdigit():
                 raise ValueError(f"keys must be token ids, got {token!r}")
-            if not -100 <= bias <= 100:
-                raise ValueError("biases must be between -100 and 100")
+            if not bound.contains(bias):
+                raise ValueError(f"biases must be {bound.describe()}")
         return value
 
     @property
@@ -57,8 +80,8 @@ class _SamplingFields(_Request):
     @classmethod
     def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
         stops = [value] if isinstance(value, str) else (value or [])
-        if len(stops) > MAX_STOP:
-            raise ValueError(f"at most {MAX_STOP} stop sequences")
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
         if any(not s for s in stops):
             raise ValueError("stop sequences must not be empty")
         return value
@@ -99,7 +122,7 @@ class ChatCompletionRequest(_SamplingFields):
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = bounded("logprobs")
 
     @property
     def token_limit(self) -> int | None:

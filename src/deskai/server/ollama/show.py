@@ -12,11 +12,10 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from deskai.engine.chat_template import FALLBACK_STOP
-from deskai.engine.embedding import EMBEDDING_ARCHITECTURES
-from deskai.server.ollama_convert import details_of
-from deskai.server.ollama_models import ShowResponse
-from deskai.store import Store, read_gguf_metadata
+from deskai.frontend.chat_template import FALLBACK_STOP
+from deskai.server.ollama.convert import details_of
+from deskai.server.ollama.models import ShowResponse
+from deskai.store import Store, model_kind, read_gguf_metadata
 
 FALLBACK_TEMPLATE = ("{{ if .System }}{{ .System }}\n\n{{ end }}User: {{ .Prompt }}\n"
                      "Assistant:")
@@ -52,7 +51,7 @@ def _metadata(path: Path, digest: str) -> dict[str, Any]:
 
 def capabilities(architecture: str, chat_template: str | None) -> list[str]:
     """Ollama's capability names: what a client may ask this model for."""
-    if architecture in EMBEDDING_ARCHITECTURES:
+    if model_kind(architecture) == "embedding":
         return ["embedding"]
     found = ["completion"]
     if chat_template and "tools" in chat_template:

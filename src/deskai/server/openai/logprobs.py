@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from deskai.engine.llamacpp import TokenLogprobs
-from deskai.server.openai_models import (
+from deskai.engine.types import TokenLogprobs
+from deskai.server.openai.models import (
     ChatLogprobs,
     CompletionLogprobs,
     TokenLogprob,

@@ -1,48 +1,24 @@
-"""One generation request as the engine tracks it, and what it streams back."""
+"""One generation request as the llama.cpp engine tracks it: tokens, slot, progress, output."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum, auto
-from typing import Any
+from enum import Enum, auto
+from typing import TYPE_CHECKING
 
 from deskai.engine.detokenizer import IncrementalDetokenizer
-from deskai.engine.llamacpp import TokenLogprobs
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.sampling import SamplingParams
+from deskai.engine.types import DeltaSink, FinishReason, TokenLogprobs
+
+if TYPE_CHECKING:
+    from deskai.engine.llamacpp.runner import RequestSampler
 
 
 class RequestStatus(Enum):
     WAITING = auto()   # queued, no slot yet
     RUNNING = auto()   # holds a slot: prefilling or decoding
     FINISHED = auto()
-
-
-class FinishReason(StrEnum):
-    STOP = "stop"          # end-of-generation token or a stop string
-    LENGTH = "length"      # max_tokens reached or the context is full
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"    # the request outlived its deadline (``--timeout``)
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """A piece of one request's output; the last one has ``finish_reason`` set."""
-
-    text: str
-    token_ids: tuple[int, ...]
-    finish_reason: FinishReason | None
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    error: str | None = None
-    logprobs: tuple[TokenLogprobs, ...] = ()  # one per token whose text this delta carries
-
-
-DeltaSink = Callable[[Delta], None]
-"""Receives deltas on the engine thread; must not block (hand over to a queue)."""
 
 
 @dataclass(eq=False)
@@ -63,7 +39,7 @@ class Request:
     output_tokens: list[int] = field(default_factory=list)
     pending_logprobs: list[TokenLogprobs] = field(default_factory=list)  # not yet in a delta
     pending_token: int | None = None  # sampled, not yet fed back through the model
-    sampler: Any = None
+    sampler: RequestSampler | None = None  # None: plain greedy, an argmax (no chain)
     detokenizer: IncrementalDetokenizer = field(init=False)
     cancelled: bool = False
     finish_reason: FinishReason | None = None

@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from deskai.engine.types import ModelFacts
 from deskai.errors import InvalidInputError
 
 FALLBACK_STOP = "\nUser:"
@@ -81,6 +82,21 @@ class ChatTemplate:
         except TemplateError as exc:
             raise InvalidInputError(f"the model's chat template rejected these messages: {exc}",
                                     param="messages") from None
+
+
+class TemplatedModel(Protocol):
+    """A loaded model as far as its chat format goes (``runtime.LoadedModel`` is one)."""
+
+    @property
+    def chat_template(self) -> str | None: ...
+
+    @property
+    def facts(self) -> ModelFacts: ...
+
+
+def template_of(model: TemplatedModel) -> ChatTemplate:
+    return ChatTemplate(model.chat_template, bos_token=model.facts.bos_text,
+                        eos_token=model.facts.eos_text)
 
 
 def render_fallback(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:

@@ -1,6 +1,6 @@
 """llama.cpp behind one small class: load a GGUF, run a batch, sample, free a sequence.
 
-This is the only module that touches llama-cpp-python's low-level (ctypes) bindings. It knows
+With ``embedding.py`` and ``grammar.py``, the only code that touches llama-cpp-python. It knows
 nothing about requests or scheduling: the engine tells it which tokens of which sequence to
 decode, and it returns sampled tokens. Failures of llama.cpp become ``deskai.errors`` here, in
 one place.
@@ -18,7 +18,10 @@ from pathlib import Path
 import llama_cpp as llama
 import numpy as np
 
-from deskai.engine.sampling_params import SamplingParams
+from deskai.engine.llamacpp.grammar import compile_structured
+from deskai.engine.llamacpp.scheduler import BatchEntry
+from deskai.engine.sampling import SamplingParams
+from deskai.engine.types import TokenLogprobs
 from deskai.errors import EngineError, InvalidInputError, InvalidModelFileError
 
 _backend_lock = threading.Lock()
@@ -44,20 +47,36 @@ def load_model(path: Path) -> llama.llama_model_p:
     return model
 
 
+def tokenize(vocab: llama.llama_vocab_p, text: str, *, add_special: bool) -> list[int]:
+    """Token ids of ``text``; special tokens written in it (``<start_of_turn>``) are parsed."""
+    data = text.encode("utf-8")
+    capacity = len(data) + 8
+    buffer = (llama.llama_token * capacity)()
+    count = llama.llama_tokenize(vocab, data, len(data), buffer, capacity, add_special, True)
+    if count < 0:
+        capacity = -count
+        buffer = (llama.llama_token * capacity)()
+        count = llama.llama_tokenize(vocab, data, len(data), buffer, capacity, add_special,
+                                     True)
+    if count < 0:
+        raise EngineError("tokenization failed")
+    return list(buffer[:count])
+
+
+def token_piece(vocab: llama.llama_vocab_p, token: int, *, special: bool) -> bytes:
+    """The bytes of one token as llama.cpp spells it (``special``: control tokens too)."""
+    buffer = ctypes.create_string_buffer(64)
+    size = llama.llama_token_to_piece(vocab, token, buffer, 64, 0, special)
+    if size < 0:
+        buffer = ctypes.create_string_buffer(-size)
+        size = llama.llama_token_to_piece(vocab, token, buffer, -size, 0, special)
+    return buffer.raw[:size]
+
+
 @llama.llama_log_callback
 def _silent_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # llama.cpp logs every tensor at load; deskai logs what matters itself.
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchEntry:
-    """Tokens of one sequence to feed in this step, starting at ``start_pos``."""
-
-    seq_id: int
-    tokens: list[int]
-    start_pos: int
-    wants_logits: bool  # sample after the last token of this entry
 
 
 _PENALTY_CANDIDATES = 256
@@ -86,16 +105,7 @@ class _Candidates:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenLogprobs:
-    """Log-probabilities at one position: the chosen token's, and the top alternatives."""
-
-    token: int
-    logprob: float
-    top: tuple[tuple[int, float], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFacts:
+class RunnerFacts:
     """What the runner learned at load time."""
 
     n_ctx_train: int
@@ -127,7 +137,7 @@ class LlamaCppRunner:
         self._memory = llama.llama_get_memory(self._ctx)
         self.n_batch = n_batch
         self._batch = llama.llama_batch_init(n_batch, 0, 1)
-        self.facts = ModelFacts(
+        self.facts = RunnerFacts(
             n_ctx_train=n_ctx_train,
             n_ctx_per_seq=per_seq,
             n_seq=n_seq,
@@ -228,20 +238,8 @@ class LlamaCppRunner:
 
     # -- text -----------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        buffer = (llama.llama_token * capacity)()
-        count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity,
-                                     add_special, parse_special)
-        if count < 0:
-            capacity = -count
-            buffer = (llama.llama_token * capacity)()
-            count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity,
-                                         add_special, parse_special)
-        if count < 0:
-            raise EngineError("tokenization failed")
-        return list(buffer[:count])
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        return tokenize(self._vocab, text, add_special=add_special)
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
         if not special:  # the hot path: one lookup per generated token
@@ -252,12 +250,7 @@ class LlamaCppRunner:
         return self._token_bytes(token, special=True)
 
     def _token_bytes(self, token: int, *, special: bool) -> bytes:
-        buffer = ctypes.create_string_buffer(64)
-        size = llama.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
-        if size < 0:
-            buffer = ctypes.create_string_buffer(-size)
-            size = llama.llama_token_to_piece(self._vocab, token, buffer, -size, 0, special)
-        return buffer.raw[:size]
+        return token_piece(self._vocab, token, special=special)
 
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
@@ -306,8 +299,9 @@ class LlamaCppRunner:
         try:
             for sampler in self._constraints(params):
                 llama.llama_sampler_chain_add(chain, sampler)
-            if params.grammar:
-                grammar = self._grammar_sampler(params.grammar, params.grammar_triggers)
+            if params.structured is not None:
+                grammar = self._grammar_sampler(compile_structured(params.structured),
+                                               params.structured.field)
         except BaseException:
             llama.llama_sampler_free(chain)
             raise
@@ -348,15 +342,10 @@ class LlamaCppRunner:
                                                      params.frequency_penalty,
                                                      params.presence_penalty)
 
-    def _grammar_sampler(self, grammar: str, triggers: list[str]) -> llama.llama_sampler_p:
-        if triggers:
-            patterns = (ctypes.c_char_p * len(triggers))(*(t.encode() for t in triggers))
-            sampler = llama.llama_sampler_init_grammar_lazy_patterns(
-                self._vocab, grammar.encode(), b"root", patterns, len(triggers), None, 0)
-        else:
-            sampler = llama.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+    def _grammar_sampler(self, grammar: str, field: str) -> llama.llama_sampler_p:
+        sampler = llama.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
         if not sampler:
-            raise InvalidInputError("the grammar could not be parsed", param="grammar")
+            raise InvalidInputError("the grammar could not be parsed", param=field)
         return sampler
 
     def logprobs(self, row: int, token: int, top: int) -> TokenLogprobs:

@@ -16,10 +16,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deskai.engine.llamacpp import BatchEntry
-from deskai.engine.prefix_cache import SlotTable
-from deskai.engine.request import Request, RequestStatus
+from deskai.engine.llamacpp.prefix_cache import SlotTable
+from deskai.engine.llamacpp.request import Request, RequestStatus
 from deskai.errors import OverloadedError
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """Tokens of one sequence to feed in this step, starting at ``start_pos``."""
+
+    seq_id: int
+    tokens: list[int]
+    start_pos: int
+    wants_logits: bool  # sample after the last token of this entry
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The Ollama API under /api: generate, chat, embed, tags, ps, show, pull, copy, delete."""
