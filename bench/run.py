@@ -1,7 +1,10 @@
 """Serving benchmark: deskai vs llama.cpp's C++ llama-server vs llama-cpp-python's server.
 
     python bench/run.py [--levels 1,4,16,32] [--prompt-tokens 64] [--output-tokens 128]
-                        [--threads 2] [--rounds 3] [--out docs]
+                        [--threads 2] [--rounds 3] [--out docs] [--baseline GIT_REF]
+
+``--baseline`` adds "deskai (GIT_REF)": the same server from an earlier commit (a git worktree
+under the cache, run with this venv), so a change is measured against its parent in one run.
 
 Same GGUF (gemma3:270m), same thread count, same load generator (``deskai.benchmark``) for
 every server; llama-bench and llama-batched-bench give the kernels' ceilings. The C++ tools are
@@ -107,13 +110,29 @@ class Server:
             self.process.kill()
 
 
-def server_commands(gguf: Path, bin_dir: Path, threads: int, slots: int,
-                    home: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+def baseline_source(ref: str) -> Path:
+    """``src/`` of a git worktree at ``ref``, made once under the cache."""
+    repo = Path(__file__).resolve().parent.parent
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", ref],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    tree = CACHE / f"baseline-{sha}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), sha],
+                       check=True)
+    return tree / "src"
+
+
+def server_commands(gguf: Path, bin_dir: Path, threads: int, slots: int, home: Path,
+                    baseline: str | None = None) -> dict[str, tuple[list[str], dict[str, str]]]:
     py = sys.executable
+    deskai = [py, "-m", "deskai", "serve", "--threads", str(threads), "--context",
+              str(CTX_PER_SLOT), "--parallel", str(slots), "--port", "{port}"]
+    before = {} if baseline is None else {
+        f"deskai ({baseline})": (deskai, {"DESKAI_HOME": str(home),
+                                          "PYTHONPATH": str(baseline_source(baseline))})}
     return {
-        "deskai": ([py, "-m", "deskai", "serve", "--threads", str(threads), "--context",
-                    str(CTX_PER_SLOT), "--parallel", str(slots), "--port", "{port}"],
-                   {"DESKAI_HOME": str(home)}),
+        "deskai": (deskai, {"DESKAI_HOME": str(home)}),
+        **before,
         "llama-server (C++)": ([str(bin_dir / "llama-server"), "-m", str(gguf), "-t",
                                 str(threads), "-tb", str(threads), "-np", str(slots), "-c",
                                 str(CTX_PER_SLOT * slots), "--host", "127.0.0.1", "--port",
@@ -270,6 +289,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--skip", default="",
                         help=f"servers to leave out, comma-separated ({ENGINE!r} too)")
+    parser.add_argument("--baseline", default=None,
+                        help="also run deskai as of this git ref (e.g. the parent commit)")
     parser.add_argument("--no-ceilings", action="store_true",
                         help="skip llama-bench and llama-batched-bench")
     args = parser.parse_args()
@@ -281,7 +302,8 @@ def main() -> None:
     gguf = store.resolve(MODEL)
     skip = set(filter(None, args.skip.split(",")))
     commands = {name: cmd for name, cmd in server_commands(
-        gguf, bin_dir, args.threads, max(levels), home).items() if name not in skip}
+        gguf, bin_dir, args.threads, max(levels), home, args.baseline).items()
+        if name not in skip}
     results: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "load_before": os.getloadavg()},

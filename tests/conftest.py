@@ -40,6 +40,17 @@ SYSTEM = ("You are a careful assistant for a travel agency. Answer briefly and t
           "Never invent prices. ") * 12
 
 
+REAL_MODEL_FIXTURES = frozenset({"shared_home", "real_gguf"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that loads the real model (through the fixtures that provide it) is
+    ``slow``; ``pytest -m "not slow"`` is the fast suite (fakes, pure code)."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def deskai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty store for one test ($DESKAI_HOME points at it)."""
@@ -183,3 +194,30 @@ def clone_home(source: Path, target: Path) -> Path:
             except OSError:
                 shutil.copyfile(path, destination)
     return target
+
+
+class AppThread:
+    """The real FastAPI app over ``manager``, served by uvicorn on a thread (for fake engines:
+    the same routes and HTTP as ``deskai serve``, in milliseconds)."""
+
+    def __init__(self, app: object) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port,  # type: ignore[arg-type]
+                                log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the app did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,0 +1,170 @@
+"""The real app serving a second backend (the fake engine): the routes cannot tell.
+
+Fast: no model is loaded and no process started; the same routes, middlewares and HTTP as
+``deskai serve``, driven with the official clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import openai
+import pytest
+from conftest import AppThread, write_tiny_gguf
+from fake_engine import FakeBackend
+from prometheus_client.parser import text_string_to_metric_families
+
+from deskai.cli.chat import ServerBackend
+from deskai.client import ServerClient
+from deskai.engine import EngineOptions, SamplingParams
+from deskai.runtime.manager import ModelManager
+from deskai.server.app import create_app
+from deskai.store import Store
+
+MODEL = "fake:base"
+TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+
+
+@pytest.fixture(scope="module")
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory,
+               backend: FakeBackend) -> Iterator[AppThread]:
+    home = tmp_path_factory.mktemp("fake-home")
+    store = Store(home)
+    store.import_gguf(write_tiny_gguf(home / "base.gguf"), MODEL)
+    manager = ModelManager(store, EngineOptions(context_length=512, parallel=4, max_queue=64),
+                           keep_alive=-1, factory=backend, fit_check=None)
+    server = AppThread(create_app(manager, store))
+    yield server
+    server.stop()
+    manager.close()
+
+
+@pytest.fixture
+def client(app_server: AppThread) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{app_server.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_completions_stream_and_whole(client: openai.OpenAI) -> None:
+    whole = client.completions.create(model=MODEL, prompt="hello there", max_tokens=5)
+    assert whole.choices[0].text == "hello" and whole.choices[0].finish_reason == "length"
+    assert whole.usage is not None and whole.usage.completion_tokens == 5
+    pieces = [c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="abc", max_tokens=50, stream=True) if c.choices]
+    assert "".join(pieces) == "abc"
+
+
+def test_chat_streams_and_n_choices(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, n=2, max_tokens=8,
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert [c.message.content for c in reply.choices] == ["User: hi"] * 2
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model=MODEL, stream=True, max_tokens=8, messages=[{"role": "user", "content": "hi"}]))
+    assert streamed == "User: hi"
+
+
+def test_errors_keep_their_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="x")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=MODEL, prompt="x" * 600, max_tokens=2)
+    assert caught.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+
+
+def test_ollama_client_sees_the_same_engine(app_server: AppThread) -> None:
+    api = ollama.Client(host=app_server.url)
+    assert api.generate(model=MODEL, prompt="ping", raw=True).response == "ping"
+    parts = [p.message.content for p in api.chat(
+        model=MODEL, messages=[{"role": "user", "content": "yo"}], stream=True)]
+    assert "".join(parts) == "User: yo\nAssistant:"
+    assert [m.model for m in api.ps().models] == [MODEL]
+
+
+def test_both_apis_send_the_same_prompt_for_the_same_tools(
+        client: openai.OpenAI, app_server: AppThread, backend: FakeBackend) -> None:
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Weather in Paris?"}]
+    before = len(backend.submitted)
+    client.chat.completions.create(model=MODEL, messages=messages, tools=[TOOL],  # type: ignore[arg-type, list-item]
+                                   max_tokens=4)
+    # raw JSON: the ollama client would reorder the schema's keys on the way
+    httpx.post(f"{app_server.url}/api/chat", json={
+        "model": MODEL, "messages": messages, "tools": [TOOL], "stream": False,
+        "options": {"num_predict": 4}}).raise_for_status()
+    via_openai, via_ollama = backend.submitted[before:]
+    engine = backend.engines[0]
+
+    def text(prompt: str | object) -> str:
+        return prompt if isinstance(prompt, str) else engine.detokenize(prompt)  # type: ignore[arg-type]
+
+    assert text(via_openai.prompt) == text(via_ollama.prompt)
+    assert text(via_openai.prompt).count("get_weather") == 1
+    assert via_openai.params.structured == via_ollama.params.structured
+    assert via_openai.params.structured is not None and via_openai.params.structured.or_text
+
+
+def test_deskai_run_sends_every_sampling_setting(app_server: AppThread,
+                                                 backend: FakeBackend) -> None:
+    """``deskai run`` through a server loses nothing: the engine receives what the CLI had."""
+    sent = SamplingParams(max_tokens=7, temperature=0.4, top_p=0.8, top_k=7, min_p=0.2,
+                          seed=42, stop=["zz"], repeat_penalty=1.3, presence_penalty=0.5,
+                          frequency_penalty=-0.5, logit_bias={65: 2.0})
+    remote = ServerBackend(ServerClient(app_server.url), MODEL)
+    try:
+        assert "".join(remote.complete("abcdefghij", sent)) == "abcdefg"
+    finally:
+        remote.close()
+    received = backend.submitted[-1].params
+    assert received.top_k == 7 and received.min_p == 0.2
+    assert received == sent, [f.name for f in dataclasses.fields(sent)
+                              if getattr(sent, f.name) != getattr(received, f.name)]
+
+
+def test_metrics_while_16_streams_run(app_server: AppThread) -> None:
+    async def stream_one(http: httpx.AsyncClient, index: int) -> str:
+        body = {"model": MODEL, "prompt": f"stream number {index} " * 4, "max_tokens": 60,
+                "stream": True}
+        async with http.stream("POST", "/v1/completions", json=body) as response:
+            assert response.status_code == 200
+            return "".join([line async for line in response.aiter_lines()])
+
+    async def scrape(http: httpx.AsyncClient, done: asyncio.Event) -> list[float]:
+        running: list[float] = []
+        while not done.is_set():
+            response = await http.get("/metrics")
+            assert response.status_code == 200
+            for family in text_string_to_metric_families(response.text):
+                if family.name == "deskai_running_requests":
+                    running.extend(s.value for s in family.samples)
+            await asyncio.sleep(0.01)
+        return running
+
+    async def main() -> list[float]:
+        async with httpx.AsyncClient(base_url=app_server.url, timeout=60) as http:
+            done = asyncio.Event()
+            scraper = asyncio.create_task(scrape(http, done))
+            outputs = await asyncio.gather(*(stream_one(http, i) for i in range(16)))
+            done.set()
+            assert all("[DONE]" in out for out in outputs)
+            return await scraper
+
+    running = asyncio.run(main())
+    assert max(running) == 4  # every slot was seen busy, and never more than the slots
+
+
+def test_embeddings_of_a_text_model_are_a_clear_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=MODEL, input="hi")
+    assert caught.value.body["param"] == "model"  # type: ignore[index]
+
