@@ -149,3 +149,63 @@ def test_deltas_posted_from_another_thread_arrive_in_order_on_each_stream() -> N
 
     received = asyncio.run(main())
     assert received == [[f"{index}:{step}" for step in range(200)] for index in range(3)]
+
+
+def test_metrics_scraped_while_16_streams_run(server: ServerProcess) -> None:
+    """/metrics reads each engine's stats snapshot (taken under its lock) while the step loop
+    mutates its queues: every scrape answers, and sees the streams."""
+    async def one_stream(http: httpx.AsyncClient, index: int) -> None:
+        body = {"model": REAL_MODEL, "prompt": PROMPTS[index % len(PROMPTS)], "max_tokens": 24,
+                "temperature": 0, "stream": True}
+        async with http.stream("POST", "/v1/completions", json=body) as response:
+            assert response.status_code == 200
+            async for _ in response.aiter_lines():
+                pass
+
+    async def scrape(http: httpx.AsyncClient, done: asyncio.Event) -> list[str]:
+        pages = []
+        while not done.is_set():
+            response = await http.get("/metrics")
+            assert response.status_code == 200
+            pages.append(response.text)
+            await asyncio.sleep(0.005)
+        return pages
+
+    async def main() -> list[str]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+            done = asyncio.Event()
+            scraper = asyncio.create_task(scrape(http, done))
+            await asyncio.gather(*(one_stream(http, i) for i in range(16)))
+            done.set()
+            return await scraper
+
+    pages = asyncio.run(main())
+    assert len(pages) > 3
+    assert any(f'deskai_running_requests{{model="{REAL_MODEL}"}} 0.0' not in page
+               and f'deskai_running_requests{{model="{REAL_MODEL}"}}' in page for page in pages)
+
+
+def test_a_model_too_big_for_memory_is_refused_and_the_rest_keeps_serving(
+        home_with_real_model: Path) -> None:
+    from test_runtime_manager import write_huge_claim_gguf
+
+    from deskai.store import Store
+
+    Store(home_with_real_model).import_gguf(
+        write_huge_claim_gguf(home_with_real_model.parent / "huge.gguf"), "huge")
+    proc = ServerProcess(home_with_real_model, "--parallel", "1")
+    try:
+        client = client_for(proc)
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.completions.create(model="huge", prompt="hi", max_tokens=2)
+        assert refused.value.status_code == 507
+        error = refused.value.body
+        assert error["code"] == "insufficient_memory" and error["param"] == "model"  # type: ignore[index]
+        assert "huge:latest needs" in error["message"] and "is free" in error["message"]  # type: ignore[index]
+        ollama_reply = httpx.post(f"{proc.url}/api/generate",
+                                  json={"model": "huge", "prompt": "hi", "stream": False})
+        assert ollama_reply.status_code == 507 and "is free" in ollama_reply.json()["error"]
+        assert complete(client, PROMPTS[1], 4).startswith(" Paris")
+        assert "huge" not in str(httpx.get(f"{proc.url}/api/ps").json())
+    finally:
+        proc.stop()

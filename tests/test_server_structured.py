@@ -213,3 +213,26 @@ def test_get_one_model(client: openai.OpenAI) -> None:
     assert client.models.retrieve(REAL_MODEL).id == REAL_MODEL
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope:1")
+
+
+@pytest.mark.parametrize(("extra", "pattern"), [
+    ({"structured_outputs": {"regex": "[0-9]{3}-[a-c]{2}"}}, r"[0-9]{3}-[a-c]{2}"),
+    ({"grammar": 'root ::= "yes" | "no"'}, r"yes|no"),
+])
+def test_regex_and_grammar_constrain_the_output(client: openai.OpenAI, extra: dict,
+                                                pattern: str) -> None:
+    """vLLM's ``structured_outputs.regex`` and llama-server's ``grammar`` on the real model: the
+    contract's regex/grammar kinds, compiled by the llama.cpp backend."""
+    import re
+
+    for temperature, seed in ((0.0, None), (1.0, 3)):
+        result = client.completions.create(model=REAL_MODEL, prompt="The code is", max_tokens=12,
+                                           temperature=temperature, seed=seed, extra_body=extra)
+        assert re.fullmatch(pattern, result.choices[0].text), result.choices[0].text
+
+
+def test_unreadable_regex_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=REAL_MODEL, prompt="x", max_tokens=2,
+                                  extra_body={"structured_outputs": {"regex": "(["}})
+    assert caught.value.body["param"] == "structured_outputs"  # type: ignore[index]
