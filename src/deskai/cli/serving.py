@@ -13,8 +13,7 @@ from deskai.cli._app import app, console, err_console
 from deskai.cli.chat import TextBackend, open_backend
 from deskai.engine.protocol import EngineOptions
 from deskai.engine.sampling import SamplingParams
-from deskai.errors import DeskaiError
-from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model, resolve_model_path
+from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model
 
 _THREADS_HELP = "CPU threads for inference (default: every core; $DESKAI_THREADS)."
 _CONTEXT_HELP = "Context length per request, in tokens ($DESKAI_CONTEXT)."
@@ -27,23 +26,6 @@ def engine_options(threads: int | None, context: int | None, parallel: int, *,
                          parallel=parallel, threads=threads or config.threads(),
                          max_queue=max_queue, request_timeout=timeout,
                          batch_invariant=batch_invariant)
-
-
-def choose_parallel(store: Store, context: int) -> tuple[int, str]:
-    """Slots for ``serve`` when ``--parallel`` is not given, and why: as many as the default
-    model's KV cache at this context fits in a quarter of free memory, at most 8 per core."""
-    from deskai.engine.llamacpp import capacity
-    from deskai.hardware.local import available_memory_bytes
-
-    try:
-        path = resolve_model_path(store, config.default_model())
-        per_slot = capacity.kv_bytes_per_slot(path, context)
-    except DeskaiError:
-        return 4, "default model unreadable"
-    available = available_memory_bytes()
-    slots = capacity.default_parallel(per_slot, available)
-    return slots, (f"auto: {per_slot / 2**20:.0f} MiB of KV cache per slot, "
-                   f"{available / 2**30:.1f} GiB free")
 
 
 @app.command("serve", epilog=f"Environment:\n\n{config.describe()}")
@@ -78,6 +60,7 @@ def serve(
     """Serve the store's models through the OpenAI API."""
     import uvicorn
 
+    from deskai.runtime.fit import default_slots
     from deskai.runtime.manager import ModelManager
     from deskai.server.app import ServerSettings, create_app
 
@@ -87,7 +70,7 @@ def serve(
     context_length = context or config.context_length()
     why = "--parallel"
     if parallel is None:
-        parallel, why = choose_parallel(store, context_length)
+        parallel, why = default_slots(store, config.default_model(), context_length)
     options = engine_options(threads, context_length, parallel, max_queue=max_queue,
                              timeout=timeout, batch_invariant=batch_invariant)
     manager = ModelManager(store, options, keep_alive=_keep_alive(keep_alive))

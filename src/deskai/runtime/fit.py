@@ -16,6 +16,7 @@ from deskai.errors import DeskaiError, InsufficientMemoryError
 from deskai.hardware.local import available_memory_bytes
 from deskai.planner.memory import Runtime, memory_breakdown
 from deskai.planner.readers import read_gguf
+from deskai.store import Store, resolve_model_path
 
 log = logging.getLogger("deskai.runtime")
 EMBEDDING_BATCH_TOKENS = 2048  # the embedder's context (see engine.llamacpp.embedding)
@@ -54,3 +55,18 @@ def check_fits(spec: ModelSpec, options: EngineOptions, *,
 
 def _gib(size: int) -> str:
     return f"{size / 2**30:.2f} GiB"
+
+
+def default_slots(store: Store, model: str, context: int) -> tuple[int, str]:
+    """Slots for ``serve`` when ``--parallel`` is not given, and why: as many as ``model``'s
+    KV cache at this context fits in a quarter of free memory, at most 8 per core."""
+    from deskai.engine.llamacpp import capacity  # how llama.cpp lays out its KV cache
+
+    try:
+        per_slot = capacity.kv_bytes_per_slot(resolve_model_path(store, model), context)
+    except DeskaiError:
+        return 4, "default model unreadable"
+    available = available_memory_bytes()
+    slots = capacity.default_parallel(per_slot, available)
+    return slots, (f"auto: {per_slot / 2**20:.0f} MiB of KV cache per slot, "
+                   f"{available / 2**30:.1f} GiB free")
