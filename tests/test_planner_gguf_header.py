@@ -154,3 +154,13 @@ def test_absurd_counts_fail_fast(tmp_path: Path, offset: int) -> None:
     with pytest.raises(InvalidModelFileError):
         read_gguf(path)
     assert time.perf_counter() - started < 5
+
+
+def test_unknown_value_type_is_an_invalid_model_file(tmp_path: Path) -> None:
+    data = bytearray(write_gguf(tmp_path / "tiny.gguf").read_bytes())
+    (key_length,) = struct.unpack_from("<Q", data, 24)  # the first key follows the counts
+    struct.pack_into("<I", data, 32 + key_length, 99)
+    path = tmp_path / "corrupt.gguf"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidModelFileError, match="not a readable GGUF file"):
+        read_gguf(path)

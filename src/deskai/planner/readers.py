@@ -100,12 +100,12 @@ def _vocab_size(header: _Header) -> int:
     return 0
 
 
-# --- the GGUF header, parsed by hand ---------------------------------------------------------
-# gguf.GGUFReader turns every value into numpy objects, the 262,144 vocabulary strings of a
-# Gemma included: seconds per file. The planner runs before every model load and needs only
-# the hyperparameters and the tensor descriptors, so this walks the header itself and steps
-# over the tokenizer's tables without building them. Layout (versions 2 and 3): magic, version
-# u32, tensor count u64, key/value count u64, the key/values, the tensor descriptors.
+# The GGUF header, parsed by hand. gguf.GGUFReader turns every value into numpy objects, the
+# 262,144 vocabulary strings of a Gemma included: seconds per file. The planner runs before
+# every model load and needs only the hyperparameters and the tensor descriptors, so this
+# walks the header itself and steps over the tokenizer's tables without building them.
+# Layout (versions 2 and 3): magic, version u32, tensor count u64, key/value count u64, the
+# key/values, the tensor descriptors, then the aligned tensor data.
 
 #: Keys holding the tokenizer's tables (vocabulary, scores, merges): walked past, never kept.
 _TOKENIZER_TABLES = "tokenizer.ggml."
@@ -113,6 +113,9 @@ _TOKENIZER_TABLES = "tokenizer.ggml."
 _MAX_KEPT_ARRAY = 65_536
 #: The header layouts this parser implements (version 1 had 32-bit counts).
 _VERSIONS = (2, 3)
+#: Longer strings mean a corrupt length (whole tokenizer.json blobs are a few MB): refusing
+#: them keeps a bad byte in a 100 GB file from becoming a 100 GB copy.
+_MAX_STRING = 1 << 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,8 @@ class _Cursor:
 
     def raw_string(self) -> bytes:
         size = self.u64()
+        if size > _MAX_STRING:
+            raise ValueError(f"a string of {size:,} bytes at byte {self.pos:,}: corrupt header")
         start = self.skip(size)
         return self.data[start:self.pos]
 
@@ -238,7 +243,7 @@ def _read_scalar(cursor: _Cursor, kind: int) -> Any:
 
     if kind == GGUFValueType.STRING:
         return _text(cursor.raw_string())
-    return cursor.values(_scalar_formats()[kind])[0]
+    return cursor.values(_scalar_format(kind))[0]
 
 
 def _read_array(cursor: _Cursor, kind: int, length: int, keep: bool) -> list[Any] | None:
@@ -253,7 +258,7 @@ def _read_array(cursor: _Cursor, kind: int, length: int, keep: bool) -> list[Any
             return None
         texts = [_text(cursor.raw_string()) for _ in range(length)]
         return None if None in texts else texts
-    fmt = _scalar_formats()[kind]
+    fmt = _scalar_format(kind)
     if not keep:
         cursor.skip(length * struct.calcsize(cursor.order + fmt))
         return None
@@ -268,9 +273,17 @@ def _text(raw: bytes) -> str | None:
         return None
 
 
+def _scalar_format(kind: int) -> str:
+    """The ``struct`` code of a GGUF scalar type; a type newer than this parser is an error."""
+    fmt = _scalar_formats().get(kind)
+    if fmt is None:
+        raise ValueError(f"unsupported GGUF value type {kind}")
+    return fmt
+
+
 @cache
 def _scalar_formats() -> dict[int, str]:
-    """``struct`` codes of the GGUF scalar types (built on first use: gguf imports slowly)."""
+    # built on first use: importing gguf takes ~0.1 s, and the planner imports this module
     from gguf import GGUFValueType as T
 
     return {T.UINT8: "B", T.INT8: "b", T.UINT16: "H", T.INT16: "h", T.UINT32: "I",
