@@ -97,6 +97,18 @@ def ratios(data: dict[str, Any]) -> list[str]:
                  ratio(server(ENGINE, level), with_prefill))):
             if values:
                 lines.append(f"- c={level}, {label}: {spread(values)}")
+    levels = sorted(r["concurrency"] for r in servers["deskai"]["levels"])
+    for baseline in (name for name in servers if name.startswith("deskai (")):
+        for level in levels:  # a change against its parent, both against llama-server
+            for label, values in (
+                    (f"deskai / {baseline}", ratio(server("deskai", level),
+                                                   server(baseline, level))),
+                    ("deskai / llama-server", ratio(server("deskai", level),
+                                                    server(CPP, level))),
+                    (f"{baseline} / llama-server", ratio(server(baseline, level),
+                                                         server(CPP, level)))):
+                if values:
+                    lines.append(f"- c={level}, {label}: {spread(values)}")
     for name in ("deskai", CPP, ENGINE):
         values = ratio(server(name, 1, "itl"), llama_bench_tg)
         if values:
@@ -136,15 +148,16 @@ def main() -> None:
     ceil = data["ceilings"]
     print("\n".join(level_table(data["servers"])))
     print()
-    if ceil["llama_bench"]:
+    if ceil["llama_bench"]:  # empty with --no-ceilings
         print(f"llama-bench: tg {ceil['llama_bench']['tg_tok_s']:.1f} tok/s, "
               f"pp {ceil['llama_bench']['pp_tok_s']:.1f} tok/s\n")
-    print("| llama-batched-bench streams | decode tok/s | prefill tok/s | output tok/s incl. "
-          "prefill |\n|---:|---:|---:|---:|")
-    for level, v in sorted(ceil["batched_bench"].items(), key=lambda kv: int(kv[0])):
-        print(f"| {level} | {v['tg_tok_s']:.1f} | {v['pp_tok_s']:.1f} | "
-              f"{v['out_tok_s_with_prefill']:.1f} |")
-    print()
+    if ceil["batched_bench"]:
+        print("| llama-batched-bench streams | decode tok/s | prefill tok/s | output tok/s "
+              "incl. prefill |\n|---:|---:|---:|---:|")
+        for level, v in sorted(ceil["batched_bench"].items(), key=lambda kv: int(kv[0])):
+            print(f"| {level} | {v['tg_tok_s']:.1f} | {v['pp_tok_s']:.1f} | "
+                  f"{v['out_tok_s_with_prefill']:.1f} |")
+        print()
     print("\n".join(ratios(data)))
     print(f"\nload average before/after: {data['machine']['load_before']} / "
           f"{data['machine'].get('load_after')}")

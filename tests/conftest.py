@@ -221,3 +221,39 @@ class AppThread:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+def running_gauges_during_streams(url: str, bodies: list[dict[str, object]]) -> list[float]:
+    """Stream every body to /v1/completions at once while /metrics is scraped in a loop; every
+    stream must end with ``[DONE]`` and every scrape answer 200. Returns each scrape's
+    ``deskai_running_requests`` samples."""
+    import asyncio
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def stream_one(http: httpx.AsyncClient, body: dict[str, object]) -> str:
+        async with http.stream("POST", "/v1/completions", json={**body, "stream": True}) as reply:
+            assert reply.status_code == 200
+            return "".join([line async for line in reply.aiter_lines()])
+
+    async def scrape(http: httpx.AsyncClient, done: asyncio.Event) -> list[float]:
+        running: list[float] = []
+        while not done.is_set():
+            response = await http.get("/metrics")
+            assert response.status_code == 200
+            for family in text_string_to_metric_families(response.text):
+                if family.name == "deskai_running_requests":
+                    running.extend(sample.value for sample in family.samples)
+            await asyncio.sleep(0.005)
+        return running
+
+    async def main() -> list[float]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            done = asyncio.Event()
+            scraper = asyncio.create_task(scrape(http, done))
+            outputs = await asyncio.gather(*(stream_one(http, body) for body in bodies))
+            done.set()
+            assert all("[DONE]" in output for output in outputs)
+            return await scraper
+
+    return asyncio.run(main())

@@ -6,7 +6,6 @@ Fast: no model is loaded and no process started; the same routes, middlewares an
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Iterator
 
@@ -14,9 +13,8 @@ import httpx
 import ollama
 import openai
 import pytest
-from conftest import AppThread, write_tiny_gguf
+from conftest import AppThread, running_gauges_during_streams, write_tiny_gguf
 from fake_engine import FakeBackend
-from prometheus_client.parser import text_string_to_metric_families
 
 from deskai.cli.chat import ServerBackend
 from deskai.client import ServerClient
@@ -132,34 +130,9 @@ def test_deskai_run_sends_every_sampling_setting(app_server: AppThread,
 
 
 def test_metrics_while_16_streams_run(app_server: AppThread) -> None:
-    async def stream_one(http: httpx.AsyncClient, index: int) -> str:
-        body = {"model": MODEL, "prompt": f"stream number {index} " * 4, "max_tokens": 60,
-                "stream": True}
-        async with http.stream("POST", "/v1/completions", json=body) as response:
-            assert response.status_code == 200
-            return "".join([line async for line in response.aiter_lines()])
-
-    async def scrape(http: httpx.AsyncClient, done: asyncio.Event) -> list[float]:
-        running: list[float] = []
-        while not done.is_set():
-            response = await http.get("/metrics")
-            assert response.status_code == 200
-            for family in text_string_to_metric_families(response.text):
-                if family.name == "deskai_running_requests":
-                    running.extend(s.value for s in family.samples)
-            await asyncio.sleep(0.01)
-        return running
-
-    async def main() -> list[float]:
-        async with httpx.AsyncClient(base_url=app_server.url, timeout=60) as http:
-            done = asyncio.Event()
-            scraper = asyncio.create_task(scrape(http, done))
-            outputs = await asyncio.gather(*(stream_one(http, i) for i in range(16)))
-            done.set()
-            assert all("[DONE]" in out for out in outputs)
-            return await scraper
-
-    running = asyncio.run(main())
+    bodies = [{"model": MODEL, "prompt": f"stream number {i} " * 4, "max_tokens": 60}
+              for i in range(16)]
+    running = running_gauges_during_streams(app_server.url, bodies)
     assert max(running) == 4  # every slot was seen busy, and never more than the slots
 
 
