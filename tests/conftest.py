@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -257,3 +258,32 @@ def running_gauges_during_streams(url: str, bodies: list[dict[str, object]]) -> 
             return await scraper
 
     return asyncio.run(main())
+
+
+FAKE_MODEL = "fake:base"
+
+
+@contextlib.contextmanager
+def fake_serving(home: Path, settings: object | None = None,
+                 options: object | None = None) -> Iterator[tuple[AppThread, object]]:
+    """The real app over a fake backend with one model (``FAKE_MODEL``), on a thread; yields
+    the server and the backend (``fake_engine.FakeBackend``)."""
+    from fake_engine import FakeBackend
+
+    from deskai.engine import EngineOptions
+    from deskai.runtime.manager import ModelManager
+    from deskai.server.app import create_app
+
+    store = Store(home)
+    if not store.exists(FAKE_MODEL):
+        store.import_gguf(write_tiny_gguf(home.parent / "fake-base.gguf"), FAKE_MODEL)
+    backend = FakeBackend()
+    engine_options = options or EngineOptions(context_length=512, parallel=4, max_queue=64)
+    manager = ModelManager(store, engine_options, keep_alive=-1,  # type: ignore[arg-type]
+                           factory=backend, fit_check=None)
+    server = AppThread(create_app(manager, store, settings))  # type: ignore[arg-type]
+    try:
+        yield server, backend
+    finally:
+        server.stop()
+        manager.close()

@@ -13,17 +13,14 @@ import httpx
 import ollama
 import openai
 import pytest
-from conftest import AppThread, running_gauges_during_streams, write_tiny_gguf
+from conftest import FAKE_MODEL, AppThread, fake_serving, running_gauges_during_streams
 from fake_engine import FakeBackend
 
 from deskai.cli.chat import ServerBackend
 from deskai.client import ServerClient
-from deskai.engine import EngineOptions, SamplingParams
-from deskai.runtime.manager import ModelManager
-from deskai.server.app import create_app
-from deskai.store import Store
+from deskai.engine import SamplingParams
 
-MODEL = "fake:base"
+MODEL = FAKE_MODEL
 TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -31,22 +28,19 @@ TOOL = {"type": "function", "function": {
 
 
 @pytest.fixture(scope="module")
-def backend() -> FakeBackend:
-    return FakeBackend()
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppThread, FakeBackend]]:
+    with fake_serving(tmp_path_factory.mktemp("fake-home")) as (server, backend):
+        yield server, backend  # type: ignore[misc]
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory: pytest.TempPathFactory,
-               backend: FakeBackend) -> Iterator[AppThread]:
-    home = tmp_path_factory.mktemp("fake-home")
-    store = Store(home)
-    store.import_gguf(write_tiny_gguf(home / "base.gguf"), MODEL)
-    manager = ModelManager(store, EngineOptions(context_length=512, parallel=4, max_queue=64),
-                           keep_alive=-1, factory=backend, fit_check=None)
-    server = AppThread(create_app(manager, store))
-    yield server
-    server.stop()
-    manager.close()
+def app_server(served: tuple[AppThread, FakeBackend]) -> AppThread:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def backend(served: tuple[AppThread, FakeBackend]) -> FakeBackend:
+    return served[1]
 
 
 @pytest.fixture

@@ -236,3 +236,34 @@ def test_unreadable_regex_is_a_400(client: openai.OpenAI) -> None:
         client.completions.create(model=REAL_MODEL, prompt="x", max_tokens=2,
                                   extra_body={"structured_outputs": {"regex": "(["}})
     assert caught.value.body["param"] == "structured_outputs"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("tool_choice", ["required",
+                                         {"type": "function", "function": {"name": "get_time"}}])
+def test_a_whole_first_call_reaches_the_client_when_max_tokens_cuts(
+        client: openai.OpenAI, stream: bool, tool_choice: object) -> None:
+    """At temperature 0 the bundled model repeats a finished call until the limit: the calls
+    that were whole before the cut still arrive, with finish_reason ``length``."""
+    result = client.chat.completions.create(
+        model=REAL_MODEL, messages=ASK, tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+        tool_choice=tool_choice, temperature=0, max_tokens=64, stream=stream)  # type: ignore[arg-type]
+    if stream:
+        chunks = list(result)  # type: ignore[arg-type]
+        calls = [c for chunk in chunks if chunk.choices
+                 for c in chunk.choices[0].delta.tool_calls or []]
+        finish = next(c.choices[0].finish_reason for c in chunks
+                      if c.choices and c.choices[0].finish_reason)
+        names, arguments = [c.function.name for c in calls], [c.function.arguments
+                                                                for c in calls]
+    else:
+        message = result.choices[0].message  # type: ignore[union-attr]
+        finish = result.choices[0].finish_reason  # type: ignore[union-attr]
+        names = [c.function.name for c in message.tool_calls or []]
+        arguments = [c.function.arguments for c in message.tool_calls or []]
+    assert names, "no call reached the client"
+    assert finish in ("tool_calls", "length")
+    assert len(set(zip(names, arguments, strict=True))) == len(names), "a call repeated"
+    for name, args in zip(names, arguments, strict=True):
+        tool = WEATHER_TOOL if name == "get_weather" else TIME_TOOL
+        jsonschema.validate(json.loads(args), schema_of(tool))

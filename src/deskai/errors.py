@@ -17,6 +17,8 @@ The tree::
     ├── OverloadedError              the queue is full; try again later (503)
     ├── RequestTimeoutError          a request outlived the server's per-request timeout (504)
     ├── InsufficientMemoryError      a model that would not fit in free memory, refused (507)
+    ├── StorageFullError             the store's disk filled up during a write, undone (507)
+    ├── CorruptBlobError             a model whose bytes on disk no longer match their sha256 (500)
     ├── DownloadError                a pull that failed on the way (502)
     │   └── ChecksumMismatchError    downloaded bytes that do not match the published sha256
     ├── EngineError                  the inference engine failed (500)
@@ -142,6 +144,27 @@ class InsufficientMemoryError(DeskaiError):
         super().__init__(message, param="model")
         self.needed_bytes = needed_bytes
         self.free_bytes = free_bytes
+
+
+class StorageFullError(DeskaiError):
+    """A write into the store that ran out of disk space (or quota); what it had written is
+    removed, so the store is as it was before."""
+
+    http_status = 507
+    error_type = "server_error"
+    code = "insufficient_storage"
+
+
+class CorruptBlobError(DeskaiError):
+    """A model whose blob on disk is missing, has the wrong size, or no longer matches its sha256.
+
+    The store's fault, not the caller's: the message names the model and the repair, never the
+    blob's path.
+    """
+
+    http_status = 500
+    error_type = "server_error"
+    code = "corrupt_blob"
 
 
 class EngineError(DeskaiError):

@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from deskai.errors import DeskaiError
 
@@ -25,6 +26,8 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_USAGE = 2
+#: Width for output that is not a terminal: wide enough that no table is ever cut.
+_PIPE_WIDTH = 1 << 20
 
 
 def fail(message: str) -> typer.Exit:
@@ -33,27 +36,33 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def print_table(table: Table) -> None:
+    """Print ``table`` fitted to the terminal; piped (``| grep``), print it whole.
+
+    Rich sizes a console that is not a terminal at 80 columns and cuts cells with "…", so a
+    name grepped from ``deskai list`` would not match; piped output gets its natural width.
+    """
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=_PIPE_WIDTH).print(table)
+
+
 def run_app(argv: list[str] | None = None) -> int:
-    """Run the CLI, mapping deskai's errors to a one-line message and exit status 2."""
+    """Run the CLI, mapping deskai's errors to a one-line message and exit status 2.
+
+    Typer runs in standalone mode, so it reports its own usage errors (usage, hint, the
+    error, exit 2), Ctrl-C (130) and a closed pipe. Catching its exception classes here
+    instead would tie this boundary to where a Typer release keeps its Click: recent ones
+    bundle their own, which the pip ``click``'s classes do not match.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="deskai")
+    except SystemExit as exc:  # standalone Typer always exits this way, success included
+        return int(exc.code or 0)
     except DeskaiError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_USAGE
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        err_console.print("aborted", highlight=False)
-        return 130
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return EXIT_USAGE
-        raise
     return 0
 
 

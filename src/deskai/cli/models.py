@@ -18,8 +18,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from deskai.cli._app import app, console
-from deskai.store import Store, parse_model_name, read_gguf_info, resolve_model_path
+from deskai.cli._app import app, console, print_table
+from deskai.store import (
+    Manifest,
+    Store,
+    parse_model_name,
+    read_gguf_info,
+    resolve_model_path,
+)
 
 
 @app.command("import")
@@ -39,11 +45,18 @@ def import_model(
 
 
 @app.command("list")
-def list_models() -> None:
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """List the models in the store."""
     manifests = Store().list()
+    if as_json:
+        typer.echo(json.dumps([_list_entry(m) for m in manifests], indent=2))
+        return
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "ID", "SIZE", "ARCH", "PARAMS", "QUANT", "CREATED"):
+    # a name is what the user copies into the next command: wrapped, never cut with "…"
+    table.add_column("NAME", overflow="fold")
+    for column in ("ID", "SIZE", "ARCH", "PARAMS", "QUANT", "CREATED"):
         table.add_column(column)
     for m in manifests:
         details = m.details
@@ -51,7 +64,15 @@ def list_models() -> None:
                       _human_bytes(m.size), str(details.get("architecture", "?")),
                       _human_count(details.get("parameter_count")),
                       str(details.get("quantization", "?")), m.created_at[:19].replace("T", " "))
-    console.print(table)
+    print_table(table)
+
+
+def _list_entry(manifest: Manifest) -> dict[str, object]:
+    details = manifest.details
+    return {"name": manifest.name, "digest": manifest.model_layer.digest, "size": manifest.size,
+            "architecture": details.get("architecture"),
+            "parameter_count": details.get("parameter_count"),
+            "quantization": details.get("quantization"), "created_at": manifest.created_at}
 
 
 @app.command("show")
@@ -84,7 +105,7 @@ def show_model(
     }
     for key, value in rows.items():
         table.add_row(key, str(value))
-    console.print(table)
+    print_table(table)
     if template and info.chat_template:
         console.print(info.chat_template, markup=False, highlight=False)
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from deskai import config
-from deskai.cli._app import app, console
+from deskai.cli._app import app, console, print_table
 from deskai.errors import InvalidInputError
 
 plan_app = typer.Typer(help="Plan work bigger than one box: training runs at cluster scale.",
@@ -41,7 +41,7 @@ def hw(
             _print_json({"accelerators": [a.to_dict() for a in cat.accelerators.values()],
                          "systems": [s.to_dict() for s in cat.systems.values()]})
             return
-        console.print(_catalog_table(cat))
+        print_table(_catalog_table(cat))
         return
     machine = detect(measure_bandwidth=measure)
     if as_json:
@@ -109,7 +109,7 @@ def fit_command(
         if as_json:
             _print_json([r.to_dict() for r in results])
         else:
-            console.print(_fit_table(results))
+            print_table(_fit_table(results))
         return
     if not model:
         raise InvalidInputError("name a model, or use --list")

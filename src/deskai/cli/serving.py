@@ -31,7 +31,8 @@ def engine_options(threads: int | None, context: int | None, parallel: int, *,
 @app.command("serve", epilog=f"Environment:\n\n{config.describe()}")
 def serve(
     host: str = typer.Option(None, help="Address to bind (default 127.0.0.1; $DESKAI_HOST)."),
-    port: int = typer.Option(None, help="Port (default 3375; $DESKAI_PORT)."),
+    port: int = typer.Option(None, min=1, max=65535,
+                             help="Port (default 3375; $DESKAI_PORT)."),
     threads: int = typer.Option(None, "--threads", "-t", help=_THREADS_HELP),
     context: int = typer.Option(None, "--context", "-c", help=_CONTEXT_HELP),
     parallel: int = typer.Option(None, "--parallel", "-np", min=1, max=256,

@@ -17,7 +17,10 @@ from typing import Any
 
 from deskai.errors import InvalidInputError
 
-MAX_STOP_SEQUENCES = 16
+MAX_STOP_SEQUENCES = 16  # a caller's own
+# room for those a chat format adds (the fallback transcript's "\nUser:"), so a caller's
+# documented 16 still fit
+MAX_TOTAL_STOPS = MAX_STOP_SEQUENCES + 4
 MAX_TOP_LOGPROBS = 20
 
 
@@ -124,7 +127,7 @@ class SamplingParams:
                 if value is not None and not (math.isfinite(value) and bound.contains(value)):
                     raise InvalidInputError(f"{name} must be {bound.describe()}, got {value}",
                                             param=name)
-        if len(self.stop) > MAX_STOP_SEQUENCES:
+        if len(self.stop) > MAX_TOTAL_STOPS:
             raise InvalidInputError(f"at most {MAX_STOP_SEQUENCES} stop sequences", param="stop")
         if any(not s for s in self.stop):
             raise InvalidInputError("stop sequences must not be empty", param="stop")

@@ -11,6 +11,7 @@ from typing import Any
 from deskai.engine.sampling import StructuredOutput
 from deskai.errors import InvalidInputError
 from deskai.frontend.chat_template import ChatTemplate, RenderedPrompt
+from deskai.frontend.schema import check_schema
 from deskai.frontend.tools import (
     ToolPlan,
     messages_for_generic_format,
@@ -31,9 +32,8 @@ class ChatPrompt:
 
 
 def json_output(schema: Any, *, field: str) -> StructuredOutput:
-    """Output constrained to ``schema`` (a 400 naming ``field`` if it is not a schema)."""
-    if not isinstance(schema, dict):
-        raise InvalidInputError("a JSON schema must be an object", param=field)
+    """Output constrained to ``schema`` (a 400 naming ``field`` if no output could match it)."""
+    check_schema(schema, field=field)
     return StructuredOutput(json_schema=schema, field=field)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from deskai.engine.sampling import StructuredOutput
 from deskai.errors import InvalidInputError
+from deskai.frontend.schema import check_schema
 
 TOOLS_SYSTEM_PROMPT = (
     "You can call these functions. To call one or more, reply with only a JSON object of the "
@@ -62,12 +63,15 @@ def parse_tools(raw_tools: list[dict[str, Any]]) -> list[Tool]:
     tools = []
     for index, raw in enumerate(raw_tools):
         function = raw.get("function") if raw.get("type", "function") == "function" else None
-        if not isinstance(function, dict) or not function.get("name"):
-            raise InvalidInputError(f"tools[{index}] must be a function with a name",
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
+                or not function["name"]:
+            raise InvalidInputError(f"tools[{index}] must be a function with a name (a string)",
                                     param="tools")
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        tools.append(Tool(str(function["name"]), str(function.get("description", "")),
-                          parameters))
+        check_schema(parameters, field="tools")
+        description = function.get("description", "")
+        tools.append(Tool(function["name"], description if isinstance(description, str)
+                          else str(description), parameters))
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
         raise InvalidInputError("tool names must be unique", param="tools")
@@ -133,25 +137,55 @@ def tools_system_prompt(tools: list[Tool]) -> str:
     return TOOLS_SYSTEM_PROMPT.format(functions=functions)
 
 
-def parse_tool_calls(text: str) -> list[ToolCall] | None:
-    """Tool calls in ``text`` (generic JSON or Hermes ``<tool_call>`` tags), else ``None``."""
+def parse_tool_calls(text: str, *, cut_short: bool = False) -> list[ToolCall] | None:
+    """Tool calls in ``text`` (generic JSON or Hermes ``<tool_call>`` tags), else ``None``.
+
+    ``cut_short``: the output ended at ``max_tokens``; the whole calls before the cut are kept
+    (a small model at temperature 0 may repeat a finished call until the limit, and the first
+    call must still reach the client). A call repeated word for word is one call.
+    """
     stripped = text.strip()
     raw_calls: list[Any] = []
     if stripped.startswith("{"):
         try:
             document = json.loads(stripped)
         except json.JSONDecodeError:
-            return None
-        raw_calls = document.get("tool_calls", []) if isinstance(document, dict) else []
+            if not cut_short:
+                return None
+            raw_calls = _whole_calls_before_the_cut(stripped)
+        else:
+            raw_calls = document.get("tool_calls", []) if isinstance(document, dict) else []
     else:
         for match in _HERMES_CALL.finditer(text):
             try:
                 raw_calls.append(json.loads(match.group(1)))
             except json.JSONDecodeError:
                 return None
-    calls = [ToolCall(new_call_id(), str(c["name"]), json.dumps(c.get("arguments", {})))
-             for c in raw_calls if isinstance(c, dict) and "name" in c]
+    unique: dict[str, dict[str, Any]] = {}
+    for call in raw_calls:
+        if isinstance(call, dict) and isinstance(call.get("name"), str):
+            unique.setdefault(json.dumps(call, sort_keys=True), call)
+    calls = [ToolCall(new_call_id(), c["name"], json.dumps(c.get("arguments", {})))
+             for c in unique.values()]
     return calls or None
+
+
+def _whole_calls_before_the_cut(text: str) -> list[Any]:
+    """The complete objects of a ``{"tool_calls": [ ...`` document that was cut off."""
+    opening = re.match(r'\{\s*"tool_calls"\s*:\s*\[\s*', text)
+    if opening is None:
+        return []
+    decoder, position, calls = json.JSONDecoder(), opening.end(), []
+    while True:
+        try:
+            call, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return calls
+        calls.append(call)
+        separator = re.compile(r"\s*,\s*").match(text, position)
+        if separator is None:
+            return calls
+        position = separator.end()
 
 
 def new_call_id() -> str:

@@ -391,27 +391,73 @@ def read_hf_config(path: str | os.PathLike[str]) -> Architecture:
         config = json.loads(file_path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidModelFileError(f"{file_path}: not a readable config.json ({exc})") from exc
+    if not isinstance(config, dict):
+        raise InvalidModelFileError(f"{file_path}: config.json is not a JSON object")
     return architecture_from_hf_config(config, name=file_path.parent.name or "config")
 
 
+#: The hyperparameters every config must give, by transformers' names: most families use the
+#: first; GPT-2 and the configs modelled on it (GPT-J, CodeGen, BLOOM...) the second.
+_HF_REQUIRED: dict[str, tuple[str, ...]] = {
+    "hidden": ("hidden_size", "n_embd"),
+    "heads": ("num_attention_heads", "n_head"),
+    "layers": ("num_hidden_layers", "n_layer"),
+    "vocab": ("vocab_size",),
+}
+
+
+def _hf_required(config: dict[str, Any], name: str) -> dict[str, int]:
+    """The required hyperparameters as positive ints; a one-line error names any missing."""
+    found = {field: next((config[k] for k in keys if config.get(k) is not None), None)
+             for field, keys in _HF_REQUIRED.items()}
+    missing = [_hf_key_names(field) for field, value in found.items() if value is None]
+    if missing:
+        raise UnknownArchitectureError(
+            f"{name}: config.json has no {', '.join(missing)}, which the planner needs")
+    return {field: _positive_int(value, _hf_key_names(field), name)
+            for field, value in found.items()}
+
+
+def _hf_key_names(field: str) -> str:
+    """``hidden_size (or n_embd)``: a field's keys as an error message names them."""
+    first, *others = _HF_REQUIRED[field]
+    return first + "".join(f" (or {other})" for other in others)
+
+
+def _positive_int(value: Any, key: str, name: str) -> int:
+    """``value`` as a positive int; a hand-edited "768", 0 or true is refused by key."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 \
+            and float(value).is_integer():
+        return int(value)
+    raise InvalidModelFileError(
+        f"{name}: config.json's {key} must be a positive integer, got {value!r}")
+
+
 def architecture_from_hf_config(config: dict[str, Any], *, name: str) -> Architecture:
-    """Map transformers' config keys (Llama, Qwen, Gemma, Mistral, DeepSeek, gpt-oss...)."""
+    """Map transformers' config keys (Llama, Qwen, Gemma, Mistral, DeepSeek, gpt-oss, GPT-2...).
+
+    A config without the shapes the planner needs raises ``UnknownArchitectureError`` naming
+    the missing keys.
+    """
     text = config.get("text_config") or config  # multimodal configs nest the decoder
-    hidden = int(text["hidden_size"])
-    heads = int(text["num_attention_heads"])
+    required = _hf_required(text, name)
+    hidden, heads = required["hidden"], required["heads"]
     head_dim = int(text.get("head_dim") or hidden // heads)
     window = int(text.get("sliding_window") or 0)
     pattern = _hf_swa_pattern(text)
     experts = int(text.get("num_local_experts") or text.get("n_routed_experts")
                   or text.get("num_experts") or 0)
+    model_type = str(text.get("model_type", ""))
     return Architecture(
-        name=str(text.get("_name_or_path") or name), family=str(text.get("model_type", "")),
-        layers=int(text["num_hidden_layers"]), hidden=hidden, heads=heads,
+        name=str(text.get("_name_or_path") or name), family=model_type,
+        layers=required["layers"], hidden=hidden, heads=heads,
         kv_heads=int(text.get("num_key_value_heads") or heads), head_dim=head_dim,
-        ffn=int(text.get("intermediate_size") or 4 * hidden),
-        vocab=int(text["vocab_size"]),
-        context=int(text.get("max_position_embeddings") or 4096),
-        tied=bool(text.get("tie_word_embeddings", False)),
+        ffn=int(text.get("intermediate_size") or text.get("n_inner") or 4 * hidden),
+        vocab=required["vocab"],
+        context=int(text.get("max_position_embeddings") or text.get("n_positions")
+                    or text.get("n_ctx") or 4096),
+        # GPT2Config keeps transformers' default (tied), so its config.json omits the key
+        tied=bool(text.get("tie_word_embeddings", model_type == "gpt2")),
         qkv_bias=bool(text.get("attention_bias", False)),
         experts=experts,
         active_experts=int(text.get("num_experts_per_tok") or text.get("experts_per_token")

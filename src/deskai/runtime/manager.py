@@ -32,7 +32,7 @@ from deskai.engine.protocol import (
 )
 from deskai.engine.sampling import SamplingParams
 from deskai.engine.types import Delta, DeltaSink, Embeddings, ModelFacts, UsageStats
-from deskai.errors import InvalidInputError
+from deskai.errors import InvalidInputError, InvalidModelFileError
 from deskai.runtime.backends import backend
 from deskai.runtime.fit import FitCheck, check_fits
 from deskai.store import Manifest, Store, model_kind, parse_model_name, resolve_model_path
@@ -202,7 +202,16 @@ class ModelManager:
         architecture = str(manifest.details.get("architecture", "unknown"))
         spec = ModelSpec(key, Path(resolve_model_path(self.store, key)),
                          model_kind(architecture), architecture)
-        engine = self._shared_engine(spec)
+        # a corrupt blob is refused here, naming the model, before the planner or the engine
+        # reads it: else it answers with garbage, or fails quoting the blob's path
+        self.store.check_blobs(manifest)
+        try:
+            engine = self._shared_engine(spec)
+        except InvalidModelFileError:
+            # a blob past the load-time hash limit was only size-checked: re-hash it in full
+            # to report corruption as such; a sound file keeps llama.cpp's own error
+            self.store.check_blobs(manifest, full=True)
+            raise
         adapter = manifest.adapter_layer
         try:
             if adapter is not None:

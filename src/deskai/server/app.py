@@ -31,7 +31,12 @@ from deskai.server.openai.embeddings import router as embeddings_router
 from deskai.server.openai.routes import router as openai_router
 from deskai.server.openapi import install_openapi
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
-from deskai.server.security import DEFAULT_MAX_BODY_BYTES, ApiKeyMiddleware, BodyLimitMiddleware
+from deskai.server.security import (
+    DEFAULT_MAX_BODY_BYTES,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    SiteGuardMiddleware,
+)
 from deskai.store import Store
 
 
@@ -42,6 +47,8 @@ class ServerSettings:
     api_key: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
+    bind_host: str = "127.0.0.1"  # loopback: only loopback Host names are served
+    allowed_hosts: tuple[str, ...] = ()  # Host names served beyond loopback ("*": any)
 
 
 def create_app(manager: ModelManager, store: Store,
@@ -55,7 +62,7 @@ def create_app(manager: ModelManager, store: Store,
     app.state.metrics = ServerMetrics(manager)
     install_error_handlers(app)
     install_openapi(app)
-    # Added last runs first: log → CORS → key → size limit → JSON body → routes.
+    # Added last runs first: log → site guard → CORS → key → size limit → JSON body → routes.
     app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_key:
@@ -63,11 +70,21 @@ def create_app(manager: ModelManager, store: Store,
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(SiteGuardMiddleware, bind_host=settings.bind_host,
+                       allowed_hosts=settings.allowed_hosts,
+                       allowed_origins=settings.cors_origins)
     app.add_middleware(RequestLogMiddleware)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, object]:
+        if settings.api_key:  # open to anyone: say nothing a key would guard
+            return {"status": "ok"}
         return {"status": "ok", "loaded_models": [m.name for m in manager.loaded()]}
+
+    @app.api_route("/", methods=["GET", "HEAD"], tags=["health"],
+                   response_class=PlainTextResponse)
+    def root() -> str:
+        return "deskai is running"  # Ollama's clients probe GET / before anything else
 
     @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
     def metrics() -> Response:

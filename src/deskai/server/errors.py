@@ -65,11 +65,29 @@ def in_ollama_shape(request: Request, response: JSONResponse) -> JSONResponse:
                         headers=headers)
 
 
+# pydantic names the member of a union it tried inside ``loc`` (``prompt.str``,
+# ``format.literal['','json']``, ``stop.function-after[...]``): not a client's parameter
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "bytes"})
+
+
+def client_param(loc: tuple[Any, ...]) -> str | None:
+    """The parameter a client wrote, from pydantic's error location: ``messages[0].content``."""
+    param = ""
+    for part in loc[1:] if loc[:1] == ("body",) else loc:
+        if isinstance(part, int):
+            param += f"[{part}]"
+            continue
+        text = str(part)
+        if text in _TYPE_TAGS or any(mark in text for mark in "[-'(,"):
+            break
+        param += f".{text}" if param else text
+    return param or None
+
+
 def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:
     """The first validation problem as one sentence, and the field it is about."""
     first = exc.errors()[0] if exc.errors() else {}
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(location) or None
+    param = client_param(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request"))
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None

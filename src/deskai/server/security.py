@@ -1,28 +1,33 @@
-"""Secure defaults at the HTTP edge: an optional API key, and a cap on request body size.
+"""Secure defaults at the HTTP edge: no cross-site or rebound requests, an optional API key,
+and a cap on request body size.
 
-Both are pure ASGI middlewares, so they refuse a request before any handler (or any JSON
+All are pure ASGI middlewares, so they refuse a request before any handler (or any JSON
 parsing) runs, with OpenAI's error shape.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deskai.errors import AuthenticationError
 from deskai.server.errors import OLLAMA_PREFIX, error_body
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/", "/health"})
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 async def send_error(scope: Scope, send: Send, status: int, message: str, error_type: str,
-                     code: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+                     code: str, headers: list[tuple[bytes, bytes]] | None = None, *,
+                     param: str | None = None) -> None:
     """OpenAI's error body, or Ollama's ``{"error": "..."}`` under ``/api/``."""
     shaped = ({"error": message} if scope["path"].startswith(OLLAMA_PREFIX)
-              else error_body(message, error_type, code=code))
+              else error_body(message, error_type, param=param, code=code))
     body = json.dumps(shaped).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
@@ -30,25 +35,101 @@ async def send_error(scope: Scope, send: Send, status: int, message: str, error_
     await send({"type": "http.response.body", "body": body})
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(authority: str) -> str:
+    """``example.com:3375`` → ``example.com``; ``[::1]:3375`` → ``::1`` (lower case)."""
+    return (urlsplit(f"//{authority}").hostname or "").lower()
+
+
+def is_loopback(name: str) -> bool:
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class SiteGuardMiddleware:
+    """Refuse what a web page the user happens to visit could send to this local server.
+
+    * **Host** (DNS rebinding): a page on ``evil.example`` whose name is re-pointed at
+      127.0.0.1 sends ``Host: evil.example``. Bound to a loopback address, only loopback
+      names and ``allowed_hosts`` are served (as Ollama does); bound to every interface, any
+      name is, unless ``allowed_hosts`` lists them. ``*`` allows every name.
+    * **Origin** (cross-site requests): a page may POST a "simple" request (``text/plain``, no
+      CORS preflight) and the server reads bodies as JSON whatever their type (so ``curl -d``
+      works). Browsers send ``Origin`` with such requests; one that is not this server's own
+      (same host and port) nor a ``--cors-origin`` is refused with a 403. Clients that are not
+      browsers send no ``Origin`` and are unaffected.
+    """
+
+    def __init__(self, app: ASGIApp, *, bind_host: str, allowed_hosts: Iterable[str] = (),
+                 allowed_origins: Iterable[str] = ()) -> None:
+        self.app = app
+        self._hosts = {host.lower() for host in allowed_hosts}
+        self._any_host = "*" in self._hosts or (not self._hosts and not is_loopback(
+            host_name(bind_host) or bind_host))
+        self._origins = {origin.rstrip("/").lower() for origin in allowed_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        authority = headers.get(b"host", b"").decode("latin-1")
+        if not self._host_allowed(host_name(authority)):
+            await send_error(scope, send, 403, f"host {authority!r} is not allowed; start the "
+                             "server with --allowed-hosts to serve it", "permission_error",
+                             "host_not_allowed")
+            return
+        origin = headers.get(b"origin")
+        if origin is not None and not self._origin_allowed(origin.decode("latin-1"), authority):
+            await send_error(scope, send, 403, "cross-origin request refused; start the server "
+                             "with --cors-origin to allow this origin", "permission_error",
+                             "origin_not_allowed")
+            return
+        await self.app(scope, receive, send)
+
+    def _host_allowed(self, name: str) -> bool:
+        return self._any_host or is_loopback(name) or name in self._hosts
+
+    def _origin_allowed(self, origin: str, authority: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        if origin in self._origins or "*" in self._origins:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in {"http", "https"} and parts.netloc == authority.lower()
+
+
 class ApiKeyMiddleware:
-    """With a key set, every route but /health needs ``Authorization: Bearer <key>``."""
+    """With a key set, every route but /health needs ``Authorization: Bearer <key>`` (the
+    scheme in any case, as RFC 7235 says) or Anthropic-style ``x-api-key: <key>``."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._expected = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self._expected):
+        if not hmac.compare_digest(self._given_key(dict(scope["headers"])), self._expected):
             await send_error(scope, send, AuthenticationError.http_status,
                              "missing or wrong API key: send 'Authorization: Bearer <key>'",
                              AuthenticationError.error_type, str(AuthenticationError.code),
                              [(b"www-authenticate", b"Bearer")])
             return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _given_key(headers: dict[bytes, bytes]) -> bytes:
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer":
+            return token.strip()
+        return headers.get(b"x-api-key", b"")
 
 
 class BodyLimitMiddleware:

@@ -39,7 +39,7 @@ from deskai.errors import (
     SourceNotFoundError,
 )
 from deskai.store.sources import Source, parse_pull_ref, resolve
-from deskai.store.store import Manifest, Store
+from deskai.store.store import Manifest, Store, refusing_full_disk
 
 CHUNK = 64 * 1024
 RETRIES = 3
@@ -88,10 +88,11 @@ def pull(store: Store, reference: str, *, name: str | None = None, sha256: str |
     report(PullProgress("pulling manifest"))
     with _client() as client:
         source = resolve(ref, client)
-        if source.sha256 and store.has_blob(f"sha256:{source.sha256}"):
+        if source.sha256 and store.has_blob(f"sha256:{source.sha256}"):  # intact, not just there
             return _already_have(store, source, report)
         partial = partial_path(store, source)
-        with _locked(partial) as handle:
+        with _locked(partial) as handle, refusing_full_disk(
+                f"downloading {source.filename}", "what arrived is kept, so the next pull resumes"):
             resumed_from = _download(client, source, handle, report, cancel)
         digest_hex = _verify(partial, source, report)
     report(PullProgress("writing manifest"))

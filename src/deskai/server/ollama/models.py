@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from deskai.engine.sampling import MAX_STOP_SEQUENCES
 
 KeepAlive = float | int | str | None
 
@@ -43,7 +45,7 @@ class Options(_Request):
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: int | None = None
     num_predict: int | None = None
-    stop: list[str] | None = None
+    stop: list[str] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     repeat_penalty: float | None = Field(default=None, gt=0.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
@@ -51,11 +53,11 @@ class Options(_Request):
 
 
 class _GenerateFields(_NamedRequest):
-    stream: bool = True
+    stream: StrictBool = True
     format: Literal["", "json"] | dict[str, Any] | None = None
     options: Options | None = None
     keep_alive: KeepAlive = None
-    think: bool | str | None = None
+    think: StrictBool | str | None = None
 
 
 class GenerateRequest(_GenerateFields):
@@ -64,7 +66,7 @@ class GenerateRequest(_GenerateFields):
     system: str | None = None
     template: str | None = None
     context: list[int] | None = None
-    raw: bool = False
+    raw: StrictBool = False
     images: list[str] | None = None
 
 
@@ -94,16 +96,24 @@ class ChatRequest(_GenerateFields):
 
 class EmbedRequest(_NamedRequest):
     input: str | list[str] = ""
-    truncate: bool = True
+    truncate: StrictBool = True
     options: Options | None = None
     keep_alive: KeepAlive = None
     dimensions: int | None = None
 
 
+class LegacyEmbeddingRequest(_NamedRequest):
+    """/api/embeddings, the route ``ollama.Client().embeddings()`` still calls: one prompt."""
+
+    prompt: str = ""
+    options: Options | None = None
+    keep_alive: KeepAlive = None
+
+
 class ModelRequest(_NamedRequest):
     """/api/show, /api/delete."""
 
-    verbose: bool = False
+    verbose: StrictBool = False
 
 
 class CopyRequest(_Request):
@@ -112,8 +122,8 @@ class CopyRequest(_Request):
 
 
 class PullRequest(_NamedRequest):
-    insecure: bool = False
-    stream: bool = True
+    insecure: StrictBool = False
+    stream: StrictBool = True
 
 
 # -- responses --------------------------------------------------------------------------------

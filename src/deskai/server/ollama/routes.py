@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from deskai import __version__
+from deskai.engine.types import Embeddings, FinishReason
 from deskai.errors import DeskaiError
 from deskai.frontend.chat_template import template_of
 from deskai.frontend.tools import ToolPlan
@@ -30,6 +31,8 @@ from deskai.server.ollama.models import (
     CopyRequest,
     EmbedRequest,
     GenerateRequest,
+    KeepAlive,
+    LegacyEmbeddingRequest,
     ModelRequest,
     PsResponse,
     PullRequest,
@@ -168,7 +171,8 @@ async def _lines(body: GenerateRequest | ChatRequest, stream: DeltaStream,
         if delta.finish_reason is not None:
             timings.end = time.monotonic_ns()
             if held:
-                yield _held_message(body.model, "".join(held))
+                yield _held_message(body.model, "".join(held),
+                                    cut_short=delta.finish_reason is FinishReason.LENGTH)
             extra = {} if chat else {"context": prompt_tokens + output}
             reason = "length" if delta.finish_reason.value == "length" else "stop"
             yield convert.done_chunk(make(body.model, ""), reason,
@@ -176,9 +180,9 @@ async def _lines(body: GenerateRequest | ChatRequest, stream: DeltaStream,
                                                    delta.completion_tokens), **extra)
 
 
-def _held_message(model: str, text: str) -> dict[str, Any]:
+def _held_message(model: str, text: str, *, cut_short: bool) -> dict[str, Any]:
     line = convert.chat_chunk(model, text)
-    calls = convert.to_tool_calls(text)
+    calls = convert.to_tool_calls(text, cut_short=cut_short)
     if calls:
         line["message"] = {"role": "assistant", "content": "", "tool_calls": calls}
     return line
@@ -241,16 +245,30 @@ def _unload(manager: ModelManager, name: str) -> None:
 @router.post("/embed")
 async def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
-    keep_alive = convert.parse_keep_alive(body.keep_alive)
     start = time.monotonic_ns()
-    async with leased_model(manager_of(request), body.model, keep_alive) as loaded:
-        loaded_at = time.monotonic_ns()
-        result = await asyncio.to_thread(loaded.embed, inputs)
-    request.state.prompt_tokens = result.prompt_tokens
+    result, loaded_at = await _embeddings(request, body.model, inputs, body.keep_alive)
     vectors = [[float(x) for x in vector[: body.dimensions or None]] for vector in result.vectors]
     end = time.monotonic_ns()
     return {"model": body.model, "embeddings": vectors, "total_duration": end - start,
             "load_duration": loaded_at - start, "prompt_eval_count": result.prompt_tokens}
+
+
+@router.post("/embeddings")
+async def legacy_embeddings(body: LegacyEmbeddingRequest, request: Request) -> dict[str, Any]:
+    """The pre-``/api/embed`` route: one prompt in, one ``embedding`` out."""
+    result, _ = await _embeddings(request, body.model, [body.prompt], body.keep_alive)
+    return {"embedding": [float(x) for x in result.vectors[0]]}
+
+
+async def _embeddings(request: Request, model: str, inputs: list[str],
+                      keep_alive: KeepAlive) -> tuple[Embeddings, int]:
+    """``inputs`` embedded by ``model``, and when the model was ready (ns)."""
+    async with leased_model(manager_of(request), model,
+                            convert.parse_keep_alive(keep_alive)) as loaded:
+        loaded_at = time.monotonic_ns()
+        result = await asyncio.to_thread(loaded.embed, inputs)
+    request.state.prompt_tokens = result.prompt_tokens
+    return result, loaded_at
 
 
 # -- pulling ----------------------------------------------------------------------------------

@@ -176,12 +176,17 @@ def to_chat_completion(results: list[Generation], model: str, *, plan: ChatPlan,
 
 def to_assistant_message(text: str, finish_reason: str,
                          tools: ToolPlan | None) -> tuple[AssistantMessage, str]:
-    """The assistant's reply: tool calls when the output is one, else its text."""
-    calls = parse_tool_calls(text) if tools is not None and finish_reason == "stop" else None
+    """The assistant's reply: tool calls when the output is one, else its text.
+
+    Cut off by ``max_tokens``, the calls that were whole before the cut are still returned,
+    with ``finish_reason: length`` (never ``tool_calls``: the answer did not end)."""
+    calls = None
+    if tools is not None and finish_reason in ("stop", "length"):
+        calls = parse_tool_calls(text, cut_short=finish_reason == "length")
     if calls is None:
         return AssistantMessage(content=text), finish_reason
     return AssistantMessage(content=None, tool_calls=[to_tool_call(c) for c in calls]), \
-        "tool_calls"
+        "tool_calls" if finish_reason == "stop" else finish_reason
 
 
 def to_tool_call(call: ToolCall) -> ToolCallOut:

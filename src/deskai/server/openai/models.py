@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from deskai.engine.sampling import BOUNDS, MAX_STOP_SEQUENCES
 
@@ -28,7 +28,7 @@ class _Request(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class StructuredOutputs(BaseModel):
@@ -51,7 +51,7 @@ class _SamplingFields(_Request):
     repeat_penalty: float | None = bounded("repeat_penalty")
     seed: int | None = bounded("seed")
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     user: str | None = None
@@ -66,7 +66,7 @@ class _SamplingFields(_Request):
     def _check_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         bound = BOUNDS["logit_bias"]
         for token, bias in (value or {}).items():
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):  # "²" and "٣" are digits too
                 raise ValueError(f"keys must be token ids, got {token!r}")
             if not bound.contains(bias):
                 raise ValueError(f"biases must be {bound.describe()}")
@@ -119,9 +119,9 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    parallel_tool_calls: bool = True
+    parallel_tool_calls: StrictBool = True
     response_format: ResponseFormat | None = None
-    logprobs: bool = False
+    logprobs: StrictBool = False
     top_logprobs: int | None = bounded("logprobs")
 
     @property

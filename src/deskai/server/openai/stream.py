@@ -88,14 +88,17 @@ class ChatChunker:
         text = "".join(d.text for d in self._held)
         last = self._held[-1]
         finish = last.finish_reason.value if last.finish_reason else "stop"
-        calls = parse_tool_calls(text) if finish == "stop" else None
+        calls = (parse_tool_calls(text, cut_short=finish == "length")
+                 if finish in ("stop", "length") else None)
         if calls is None:  # not a whole call after all: send what was said
             return [self._choice({"content": text}), self._choice({}, finish)]
         deltas = [ToolCallDelta(index=i, id=call.id, type="function",
                                 function={"name": call.name, "arguments": call.arguments}
                                 ).model_dump(exclude_none=True)
                   for i, call in enumerate(calls)]
-        return [self._choice({"tool_calls": deltas}), self._choice({}, "tool_calls")]
+        # cut by max_tokens: the whole calls go out, and the finish says it was cut
+        return [self._choice({"tool_calls": deltas}),
+                self._choice({}, "tool_calls" if finish == "stop" else finish)]
 
     def _choice(self, delta: dict[str, Any], finish: str | None = None) -> Choice:
         return {"index": self.index, "delta": delta, "logprobs": None, "finish_reason": finish}
