@@ -90,6 +90,9 @@ class FakeEngine:
         prompt = request.prompt
         tokens = (self.tokenize(prompt, add_special=request.add_special)
                   if isinstance(prompt, str) else list(prompt))
+        if any(not 0 <= token < N_VOCAB for token in tokens):
+            raise InvalidInputError(f"token ids must be between 0 and {N_VOCAB - 1}",
+                                    param="prompt")
         if len(tokens) >= self.facts.context_length:
             raise ContextLengthError(f"the prompt has {len(tokens)} tokens")
         if request.adapter is not None and request.adapter not in self.adapters:

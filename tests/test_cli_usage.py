@@ -101,3 +101,18 @@ def test_piped_show_carries_the_whole_digest(home_with_long_name: Path) -> None:
     done = run_cli(home_with_long_name, "show", LONG_NAME)
     assert done.returncode == 0, done.stderr
     assert digest in done.stdout and LONG_NAME in done.stdout
+
+
+@pytest.mark.parametrize(("variable", "value", "args"), [
+    ("DESKAI_PORT", "abc", ["run", "x"]), ("DESKAI_PORT", "99999", ["run", "x"]),
+    ("DESKAI_CONTEXT", "-5", ["run", "--local", "x"]),
+    ("DESKAI_THREADS", "many", ["run", "--local", "x"]),
+])
+def test_a_bad_setting_is_one_line_and_exit_2(deskai_home: Path, variable: str, value: str,
+                                              args: list[str]) -> None:
+    done = subprocess.run([*deskai_command(), *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, variable: value})
+    assert done.returncode == 2, done.stderr
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and f"${variable}" in output
+    assert len(output.strip().splitlines()) == 1

@@ -7,9 +7,13 @@ variables from the same table (``describe``), so the two cannot drift.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from deskai.errors import InvalidInputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,23 @@ class Setting:
     def raw(self) -> str:
         value = os.environ.get(self.env, "").strip()
         return value or self.default
+
+    def number(self, kind: type[int] | type[float], low: float | None = None,
+               high: float | None = None) -> Any:
+        """The value as a number in ``[low, high]``; a clear one-line error if it is not."""
+        text = self.raw()
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or (low is not None and value < low) \
+                or (high is not None and value > high):
+            bounds = f" between {low:g} and {high:g}" if low is not None and high is not None \
+                else f" of at least {low:g}" if low is not None else ""
+            raise InvalidInputError(f"${self.env} is {text!r}; it must be a "
+                                    f"{'whole ' if kind is int else ''}number{bounds}",
+                                    param=self.env)
+        return value
 
 
 HOME = Setting("DESKAI_HOME", "~/.deskai", "Root of the model store (blobs/ and manifests/).")
@@ -64,16 +85,16 @@ def host() -> str:
 
 
 def port() -> int:
-    return int(PORT.raw())
+    return int(PORT.number(int, 1, 65535))
 
 
 def keep_alive_seconds() -> float:
-    return float(KEEP_ALIVE.raw())
+    return float(KEEP_ALIVE.number(float))
 
 
 def threads() -> int:
     """Inference threads: ``$DESKAI_THREADS`` or, when 0 or unset, the machine's cores."""
-    wanted = int(THREADS.raw())
+    wanted = int(THREADS.number(int, 0))
     return wanted if wanted > 0 else (os.cpu_count() or 1)
 
 
@@ -82,7 +103,7 @@ def api_key() -> str | None:
 
 
 def context_length() -> int:
-    return int(CONTEXT.raw())
+    return int(CONTEXT.number(int, 1))
 
 
 def default_model() -> str:

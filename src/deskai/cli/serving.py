@@ -33,8 +33,8 @@ def serve(
     host: str = typer.Option(None, help="Address to bind (default 127.0.0.1; $DESKAI_HOST)."),
     port: int = typer.Option(None, min=1, max=65535,
                              help="Port (default 3375; $DESKAI_PORT)."),
-    threads: int = typer.Option(None, "--threads", "-t", help=_THREADS_HELP),
-    context: int = typer.Option(None, "--context", "-c", help=_CONTEXT_HELP),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, help=_THREADS_HELP),
+    context: int = typer.Option(None, "--context", "-c", min=16, help=_CONTEXT_HELP),
     parallel: int = typer.Option(None, "--parallel", "-np", min=1, max=256,
                                  help="Requests decoded together (sequence slots); default: "
                                       "what the model's KV cache fits in free memory."),
@@ -52,6 +52,10 @@ def serve(
     api_key: str = typer.Option(None, "--api-key", envvar="DESKAI_API_KEY",
                                 help="Require 'Authorization: Bearer KEY' on every route but "
                                      "/health ($DESKAI_API_KEY)."),
+    allowed_hosts: list[str] = typer.Option(
+        None, "--allowed-hosts",
+        help="Host names to serve besides loopback ones (repeatable; '*' for any). Bound to "
+             "127.0.0.1 only loopback names are served, against DNS rebinding."),
     cors_origin: list[str] = typer.Option(None, "--cors-origin",
                                           help="Allow browser calls from this origin "
                                                "(repeatable); CORS is off otherwise."),
@@ -83,7 +87,9 @@ def serve(
     try:
         settings = ServerSettings(api_key=api_key or None,
                                   max_body_bytes=int(max_body_mb * 1024 * 1024),
-                                  cors_origins=tuple(cors_origin or ()))
+                                  cors_origins=tuple(cors_origin or ()),
+                                  bind_host=bind_host,
+                                  allowed_hosts=tuple(allowed_hosts or ()))
         uvicorn.run(create_app(manager, store, settings), host=bind_host, port=bind_port,
                     log_level=log_level, access_log=False, log_config=None)
     finally:
@@ -99,8 +105,8 @@ def run(
     temperature: float = typer.Option(0.0, "--temperature",
                                       help="0 is greedy (repeatable); higher is more varied."),
     seed: int = typer.Option(None, help="Seed for sampling."),
-    threads: int = typer.Option(None, "--threads", "-t", help=_THREADS_HELP),
-    context: int = typer.Option(None, "--context", "-c", help=_CONTEXT_HELP),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, help=_THREADS_HELP),
+    context: int = typer.Option(None, "--context", "-c", min=16, help=_CONTEXT_HELP),
     url: str = typer.Option(None, help="Server to use (default http://127.0.0.1:3375)."),
     local: bool = typer.Option(False, "--local", help="Never use a running server."),
 ) -> None:
