@@ -188,6 +188,13 @@ def test_embed(client: ollama.Client) -> None:
     result = client.embed(model=BUNDLED_EMBEDDING_MODEL,
                           input=["The cat sat on the mat.", "A cat was sitting on a rug."])
     assert len(result.embeddings) == 2 and len(result.embeddings[0]) == 384
+    legacy = client.embeddings(model=BUNDLED_EMBEDDING_MODEL, prompt="The cat sat on the mat.")
+    assert list(legacy.embedding) == pytest.approx(result.embeddings[0], abs=1e-6)
+
+
+def test_clients_probe_the_root(api: ServerProcess) -> None:
+    assert httpx.get(api.url).text == "deskai is running"
+    assert httpx.head(api.url).status_code == 200
 
 
 def test_pull_resumes_after_the_server_is_killed(ollama_home: Path, hub: FakeHub,

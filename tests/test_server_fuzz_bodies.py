@@ -101,7 +101,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppThread]:
 def test_no_body_gets_a_5xx(server: AppThread, path: str, tmp_path: Path) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as http:
 
-        @settings(max_examples=60, deadline=None,
+        @settings(max_examples=150, deadline=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture,
                                          HealthCheck.too_slow])
         @given(body=body_for(ROUTES[path]))

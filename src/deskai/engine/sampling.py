@@ -38,12 +38,12 @@ class Bound:
         return self.high is None or value <= self.high
 
     def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if self.low is not None and self.high is not None:
-            opening = "(" if self.low_open else "["
-            return f"in {opening}{self.low:g}, {self.high:g}]"
+            return f"in {'(' if self.low_open else '['}{low}, {high}]"
         if self.low is not None:
-            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
-        return f"at most {self.high:g}"
+            return f"{'above' if self.low_open else 'at least'} {low}"
+        return f"at most {high}"
 
     def pydantic(self) -> dict[str, Any]:
         """The same range as pydantic ``Field`` keywords, for the wire models."""
@@ -55,11 +55,17 @@ class Bound:
         return keywords
 
 
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+INT32_MAX = 2**31 - 1  # what a backend's C API takes for a count
+
 BOUNDS: dict[str, Bound] = {
-    "max_tokens": Bound(1),
+    "max_tokens": Bound(1, INT32_MAX),
     "temperature": Bound(0.0, 2.0),
     "top_p": Bound(0.0, 1.0, low_open=True),
-    "top_k": Bound(0),
+    "top_k": Bound(0, INT32_MAX),
     "min_p": Bound(0.0, 1.0),
     "seed": Bound(0, 2**32 - 1),
     "repeat_penalty": Bound(0.0, low_open=True),
@@ -124,9 +130,11 @@ class SamplingParams:
             values = (self.logit_bias.values() if name == "logit_bias"
                       else [getattr(self, name)])
             for value in values:
-                if value is not None and not (math.isfinite(value) and bound.contains(value)):
-                    raise InvalidInputError(f"{name} must be {bound.describe()}, got {value}",
-                                            param=name)
+                # an int of any size compares fine; only floats can be NaN or infinite
+                finite = not isinstance(value, float) or math.isfinite(value)
+                if value is not None and not (finite and bound.contains(value)):
+                    raise InvalidInputError(f"{name} must be {bound.describe()}, got "
+                                            f"{str(value)[:24]}", param=name)
         if len(self.stop) > MAX_TOTAL_STOPS:
             raise InvalidInputError(f"at most {MAX_STOP_SEQUENCES} stop sequences", param="stop")
         if any(not s for s in self.stop):
