@@ -23,6 +23,7 @@ from fastapi.responses import PlainTextResponse
 
 from deskai import __version__
 from deskai.runtime.manager import ModelManager
+from deskai.server.anthropic.routes import router as anthropic_router
 from deskai.server.errors import install_error_handlers
 from deskai.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from deskai.server.metrics import ServerMetrics
@@ -31,6 +32,7 @@ from deskai.server.openai.embeddings import router as embeddings_router
 from deskai.server.openai.routes import router as openai_router
 from deskai.server.openapi import install_openapi
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
+from deskai.server.responses.routes import router as responses_router
 from deskai.server.security import (
     DEFAULT_MAX_BODY_BYTES,
     ApiKeyMiddleware,
@@ -92,5 +94,7 @@ def create_app(manager: ModelManager, store: Store,
 
     app.include_router(openai_router, tags=["openai"])
     app.include_router(embeddings_router, tags=["openai"])
+    app.include_router(responses_router, tags=["responses"])
+    app.include_router(anthropic_router, tags=["anthropic"])
     app.include_router(ollama_router, tags=["ollama"])
     return app
