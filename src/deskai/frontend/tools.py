@@ -59,6 +59,18 @@ class ToolPlan:
         return self.mode != "auto"
 
 
+def output_mode(start: str, tools: ToolPlan | None, *, finished: bool) -> str | None:
+    """Whether output that begins with ``start`` is plain text or tool calls; ``None`` while
+    it cannot tell yet. A call opens with ``{`` and plain text may not (the constraint sees to
+    it), so the first character that is not a space decides — until then a stream holds back."""
+    if tools is None:
+        return "text"
+    stripped = start.lstrip()
+    if not stripped and not finished:
+        return None
+    return "calls" if tools.calls_only or stripped.startswith("{") else "text"
+
+
 def parse_tools(raw_tools: list[dict[str, Any]]) -> list[Tool]:
     tools = []
     for index, raw in enumerate(raw_tools):

@@ -22,7 +22,7 @@ from deskai import __version__
 from deskai.engine.types import Embeddings, FinishReason
 from deskai.errors import DeskaiError
 from deskai.frontend.chat_template import template_of
-from deskai.frontend.tools import ToolPlan
+from deskai.frontend.tools import ToolPlan, output_mode
 from deskai.runtime.manager import LoadedModel, ModelManager
 from deskai.server.generation import DeltaStream, leased_model, manager_of, store_of
 from deskai.server.ollama import convert
@@ -156,14 +156,15 @@ async def _lines(body: GenerateRequest | ChatRequest, stream: DeltaStream,
     make = convert.chat_chunk if chat else convert.generate_chunk
     output: list[int] = []
     held: list[str] = []
-    holding: bool | None = None if plan is not None else False
+    mode = output_mode("", plan, finished=False)  # with tools: None until the output shows
     async for delta in stream:
         if timings.first_token is None:
             timings.first_token = time.monotonic_ns()
         output.extend(delta.token_ids)
-        if holding is None and delta.text.strip():
-            holding = delta.text.lstrip().startswith("{")
-        if holding is not False:
+        if mode is None:
+            mode = output_mode("".join(held) + delta.text, plan,
+                               finished=delta.finish_reason is not None)
+        if mode != "text":
             held.append(delta.text)
         elif delta.text:
             yield make(body.model, "".join(held) + delta.text)

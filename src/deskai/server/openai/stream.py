@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from deskai.engine.types import Delta
 from deskai.errors import DeskaiError
-from deskai.frontend.tools import ToolPlan, parse_tool_calls
+from deskai.frontend.tools import ToolPlan, output_mode, parse_tool_calls
 from deskai.server.errors import error_body
 from deskai.server.generation import DeltaStream
 from deskai.server.openai import convert
@@ -64,10 +64,11 @@ class ChatChunker:
             return out + self._text_choices(delta)
         self._held.append(delta)
         if self._mode == "undecided":
-            text = "".join(d.text for d in self._held).lstrip()
-            if not text and delta.finish_reason is None:
+            mode = output_mode("".join(d.text for d in self._held), self.tools,
+                               finished=delta.finish_reason is not None)
+            if mode is None:
                 return out
-            self._mode = "calls" if self.tools.calls_only or text.startswith("{") else "text"
+            self._mode = mode
         if self._mode == "text":
             held, self._held = self._held, []
             return out + [choice for past in held for choice in self._text_choices(past)]

@@ -26,7 +26,7 @@ from deskai.engine.sampling import SamplingParams
 from deskai.errors import DeskaiError
 from deskai.frontend.chat import shape_chat
 from deskai.frontend.chat_template import template_of
-from deskai.frontend.tools import ToolPlan
+from deskai.frontend.tools import ToolPlan, output_mode
 from deskai.server.generation import (
     DeltaStream,
     generate_text,
@@ -176,12 +176,8 @@ class ResponseEvents:
     def _on_text(self, text: str, finished: bool) -> list[str]:
         self._held.append(text)
         if self._mode == "undecided":
-            start = "".join(self._held).lstrip()
-            if not start and not finished:
-                return []
-            calls = self.turn.tools is not None and (self.turn.tools.calls_only
-                                                     or start.startswith("{"))
-            self._mode = "calls" if calls else "text"
+            self._mode = output_mode("".join(self._held), self.turn.tools,
+                                     finished=finished) or "undecided"
         return self._flush_text() if self._mode == "text" else []
 
     def _flush_text(self) -> list[str]:
