@@ -47,8 +47,9 @@ def shape_chat(messages: list[dict[str, Any]], template: ChatTemplate, *,
     described in the system message (``tools.with_tools_prompt``).
     """
     plan = plan_tools(tools, tool_choice, parallel_tool_calls)
-    if plan is None:
-        return ChatPrompt(template.render(messages), None, structured)
+    if plan is None:  # earlier calls and results still show, in the format the model knows
+        shown = messages if template.supports_tools else messages_for_generic_format(messages)
+        return ChatPrompt(template.render(shown), None, structured)
     if structured is not None:
         raise InvalidInputError(f"{structured.field} cannot be combined with tools; a tool "
                                 "call already has its own JSON shape", param=structured.field)

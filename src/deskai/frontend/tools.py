@@ -21,6 +21,7 @@ from typing import Any
 
 from deskai.engine.sampling import StructuredOutput
 from deskai.errors import InvalidInputError
+from deskai.frontend.chat_template import text_of
 from deskai.frontend.schema import check_schema
 
 TOOLS_SYSTEM_PROMPT = (
@@ -215,7 +216,7 @@ def messages_for_generic_format(messages: list[dict[str, Any]]) -> list[dict[str
             converted.append({"role": "assistant",
                               "content": json.dumps({"tool_calls": calls})})
         elif message.get("role") == "tool":
-            converted.append({"role": "tool", "content": f"{message.get('content', '')}"})
+            converted.append({"role": "tool", "content": text_of(message.get("content"))})
         else:
             converted.append(message)
     return converted
@@ -236,6 +237,6 @@ def with_tools_prompt(messages: list[dict[str, Any]], tools: ToolPlan) -> list[d
     prompt = tools_system_prompt(tools.tools)
     if messages and messages[0].get("role") in {"system", "developer"}:
         first = messages[0]
-        return [{**first, "content": f"{first.get('content') or ''}\n\n{prompt}"},
+        return [{**first, "content": f"{text_of(first.get('content'))}\n\n{prompt}"},
                 *messages[1:]]
     return [{"role": "system", "content": prompt}, *messages]

@@ -1,7 +1,7 @@
 """Architectures from files: a GGUF header, a Hugging Face ``config.json``, or a store name.
 
-Only the GGUF header is read (walked with ``struct`` over a memory map; tensor data is never
-touched, tokenizer tables are stepped over), so a 100 GB file answers as fast as a small one.
+Only the GGUF header is read (the store's ``gguf_header``: tensor data is never touched,
+tokenizer tables are stepped over), so a 100 GB file answers as fast as a small one.
 The tensors' exact byte sizes come along, so a fit for that file uses the bytes on disk rather
 than an average bits-per-weight.
 """
@@ -9,21 +9,18 @@ than an average bits-per-weight.
 from __future__ import annotations
 
 import json
-import math
-import mmap
 import os
-import struct
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from deskai.errors import InvalidModelFileError, UnknownArchitectureError
+from deskai.errors import DeskaiError, InvalidModelFileError, UnknownArchitectureError
 from deskai.planner.architectures import (
     Architecture,
     find_catalog_model,
     unknown_model_message,
 )
+from deskai.store import GGUFHeader, Store, read_gguf_header, resolve_model_path
 
 #: Families whose GGUF does not record the sliding-window layer pattern; llama.cpp hardcodes
 #: these (src/llama-model.cpp: gemma3 every 6th layer global, gemma2 / gpt-oss alternate).
@@ -63,10 +60,7 @@ class ModelFile:
 def read_gguf(path: str | os.PathLike[str]) -> ModelFile:
     """The architecture in a GGUF header; ``InvalidModelFileError`` if it is not GGUF."""
     file_path = Path(path)
-    try:
-        header = _read_header(file_path)
-    except (ValueError, OSError) as exc:
-        raise InvalidModelFileError(f"{file_path}: not a readable GGUF file ({exc})") from exc
+    header = read_gguf_header(file_path)
     bytes_by_type: dict[str, int] = {}
     for tensor in header.tensors:
         bytes_by_type[tensor.type_name] = bytes_by_type.get(tensor.type_name, 0) + tensor.n_bytes
@@ -87,249 +81,17 @@ def _file_type_name(value: Any) -> str | None:
         return None
 
 
-def _vocab_size(header: _Header) -> int:
+def _vocab_size(header: GGUFHeader) -> int:
     fields = header.fields
     arch = fields.get("general.architecture")
     if f"{arch}.vocab_size" in fields:
         return int(fields[f"{arch}.vocab_size"])
-    if "tokenizer.ggml.tokens" in header.array_lengths:
-        return header.array_lengths["tokenizer.ggml.tokens"]
+    if "tokenizer.ggml.tokens" in header.arrays:
+        return header.arrays["tokenizer.ggml.tokens"].length
     for tensor in header.tensors:
         if tensor.name == "token_embd.weight" and tensor.dims:
             return tensor.dims[-1]
     return 0
-
-
-# The GGUF header, parsed by hand. gguf.GGUFReader turns every value into numpy objects, the
-# 262,144 vocabulary strings of a Gemma included: seconds per file. The planner runs before
-# every model load and needs only the hyperparameters and the tensor descriptors, so this
-# walks the header itself and steps over the tokenizer's tables without building them.
-# Layout (versions 2 and 3): magic, version u32, tensor count u64, key/value count u64, the
-# key/values, the tensor descriptors, then the aligned tensor data.
-
-#: Keys holding the tokenizer's tables (vocabulary, scores, merges): walked past, never kept.
-_TOKENIZER_TABLES = "tokenizer.ggml."
-#: Longer arrays are tables, not hyperparameters (per-layer lists have one entry per layer).
-_MAX_KEPT_ARRAY = 65_536
-#: The header layouts this parser implements (version 1 had 32-bit counts).
-_VERSIONS = (2, 3)
-#: Longer strings mean a corrupt length (whole tokenizer.json blobs are a few MB): refusing
-#: them keeps a bad byte in a 100 GB file from becoming a 100 GB copy.
-_MAX_STRING = 1 << 28
-
-
-@dataclass(frozen=True, slots=True)
-class _Tensor:
-    """One tensor descriptor; its data is never read."""
-
-    name: str
-    dims: tuple[int, ...]  # GGML order: dims[0] is the row length, dims[-1] the row count
-    type_name: str  # a gguf.GGMLQuantizationType name, e.g. "Q4_K"
-    n_bytes: int
-    offset: int  # from the start of the data section
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    fields: dict[str, Any]  # keys outside tokenizer.ggml.*, as plain Python values
-    array_lengths: dict[str, int]  # every array's element count, kept or walked past
-    tensors: list[_Tensor]
-
-
-class _Cursor:
-    """A read position in the mapped file; every read checks the end (truncated files)."""
-
-    def __init__(self, data: mmap.mmap, order: str) -> None:
-        self.data, self.order, self.pos = data, order, 0
-
-    def skip(self, size: int) -> int:
-        """Step over ``size`` bytes; return where they start."""
-        start, self.pos = self.pos, self.pos + size
-        if self.pos > len(self.data):
-            raise ValueError(f"header ends early: it needs byte {self.pos:,} but the file "
-                             f"has {len(self.data):,}")
-        return start
-
-    def values(self, fmt: str, count: int = 1) -> tuple[Any, ...]:
-        # the bounds check comes first, so a corrupt count cannot build a giant format
-        start = self.skip(count * struct.calcsize(self.order + fmt))
-        return struct.unpack_from(f"{self.order}{count}{fmt}", self.data, start)
-
-    def u32(self) -> int:
-        return int(self.values("I")[0])
-
-    def u64(self) -> int:
-        return int(self.values("Q")[0])
-
-    def raw_string(self) -> bytes:
-        size = self.u64()
-        if size > _MAX_STRING:
-            raise ValueError(f"a string of {size:,} bytes at byte {self.pos:,}: corrupt header")
-        start = self.skip(size)
-        return self.data[start:self.pos]
-
-    def skip_strings(self, count: int) -> None:
-        """Step over ``count`` strings reading only their lengths (a vocabulary: 100k+)."""
-        data, pos = self.data, self.pos
-        length = struct.Struct(self.order + "Q").unpack_from
-        try:
-            for _ in range(count):
-                pos += 8 + length(data, pos)[0]
-        except (struct.error, OverflowError):  # a length ran past the end of the file
-            raise ValueError("header ends inside a string array") from None
-        self.skip(pos - self.pos)  # the last string's bytes must be in the file too
-
-
-def _read_header(path: Path) -> _Header:
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0,
-                                               access=mmap.ACCESS_READ) as data:
-        return _parse_header(data)
-
-
-def _parse_header(data: mmap.mmap) -> _Header:
-    from gguf import GGUF_MAGIC
-
-    magic = data[:4]
-    if magic != GGUF_MAGIC.to_bytes(4, "little"):
-        raise ValueError(f"bad magic {magic!r}")
-    cursor = _Cursor(data, _byte_order(data))
-    cursor.skip(4)
-    version = cursor.u32()
-    if version not in _VERSIONS:
-        raise ValueError(f"GGUF version {version} is not supported")
-    tensor_count, kv_count = cursor.values("Q", 2)
-    fields, array_lengths = _read_fields(cursor, kv_count)
-    tensors = _read_tensors(cursor, tensor_count)
-    _check_data_section(cursor, fields, tensors)
-    return _Header(fields, array_lengths, tensors)
-
-
-def _byte_order(data: mmap.mmap) -> str:
-    """``>`` for a big-endian file: its small version number reads as a multiple of 2**16."""
-    if len(data) < 8:
-        raise ValueError("too short for a GGUF header")
-    (version,) = struct.unpack_from("<I", data, 4)
-    return ">" if version & 0xFFFF == 0 else "<"
-
-
-def _read_fields(cursor: _Cursor, count: int) -> tuple[dict[str, Any], dict[str, int]]:
-    from gguf import GGUFValueType
-
-    fields: dict[str, Any] = {}
-    array_lengths: dict[str, int] = {}
-    seen: set[str] = set()
-    for _ in range(count):
-        key = cursor.raw_string().decode("utf-8")
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen.add(key)
-        kind = GGUFValueType(cursor.u32())
-        if key == "general.alignment" and kind != GGUFValueType.UINT32:
-            raise ValueError("general.alignment is not a u32")  # llama.cpp refuses it too
-        keep = not key.startswith(_TOKENIZER_TABLES)
-        if kind == GGUFValueType.ARRAY:
-            item_kind, length = GGUFValueType(cursor.u32()), cursor.u64()
-            array_lengths[key] = length
-            value = _read_array(cursor, item_kind, length, keep and length <= _MAX_KEPT_ARRAY)
-        else:
-            value = _read_scalar(cursor, kind)
-        if keep:
-            fields[key] = value
-    return fields, array_lengths
-
-
-def _read_scalar(cursor: _Cursor, kind: int) -> Any:
-    from gguf import GGUFValueType
-
-    if kind == GGUFValueType.STRING:
-        return _text(cursor.raw_string())
-    return cursor.values(_scalar_format(kind))[0]
-
-
-def _read_array(cursor: _Cursor, kind: int, length: int, keep: bool) -> list[Any] | None:
-    """An array's elements as a list, or None once stepped over (``keep`` false)."""
-    from gguf import GGUFValueType
-
-    if kind == GGUFValueType.ARRAY:  # llama.cpp refuses arrays of arrays as well
-        raise ValueError("arrays of arrays are not supported")
-    if kind == GGUFValueType.STRING:
-        if not keep:
-            cursor.skip_strings(length)
-            return None
-        texts = [_text(cursor.raw_string()) for _ in range(length)]
-        return None if None in texts else texts
-    fmt = _scalar_format(kind)
-    if not keep:
-        cursor.skip(length * struct.calcsize(cursor.order + fmt))
-        return None
-    return list(cursor.values(fmt, length))
-
-
-def _text(raw: bytes) -> str | None:
-    """A string value; None if it is not UTF-8 (an odd field is skipped, not fatal)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _scalar_format(kind: int) -> str:
-    """The ``struct`` code of a GGUF scalar type; a type newer than this parser is an error."""
-    fmt = _scalar_formats().get(kind)
-    if fmt is None:
-        raise ValueError(f"unsupported GGUF value type {kind}")
-    return fmt
-
-
-@cache
-def _scalar_formats() -> dict[int, str]:
-    # built on first use: importing gguf takes ~0.1 s, and the planner imports this module
-    from gguf import GGUFValueType as T
-
-    return {T.UINT8: "B", T.INT8: "b", T.UINT16: "H", T.INT16: "h", T.UINT32: "I",
-            T.INT32: "i", T.UINT64: "Q", T.INT64: "q", T.FLOAT32: "f", T.FLOAT64: "d",
-            T.BOOL: "?"}
-
-
-def _read_tensors(cursor: _Cursor, count: int) -> list[_Tensor]:
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    tensors: list[_Tensor] = []
-    names: set[str] = set()
-    for _ in range(count):
-        name = cursor.raw_string().decode("utf-8")
-        if name in names:
-            raise ValueError(f"duplicate tensor {name!r}")
-        names.add(name)
-        dims = tuple(int(d) for d in cursor.values("Q", cursor.u32()))
-        kind = GGMLQuantizationType(cursor.u32())
-        offset = cursor.u64()
-        if kind not in GGML_QUANT_SIZES:
-            raise ValueError(f"tensor {name!r} has type {kind.name} of unknown size")
-        block_size, type_size = GGML_QUANT_SIZES[kind]
-        if dims and dims[0] % block_size:  # a row must be whole blocks, or sizes are wrong
-            raise ValueError(f"tensor {name!r}: row of {dims[0]} is not a multiple of the "
-                             f"{kind.name} block size {block_size}")
-        n_bytes = math.prod(dims) * type_size // block_size
-        tensors.append(_Tensor(name, dims, kind.name, n_bytes, offset))
-    return tensors
-
-
-def _check_data_section(cursor: _Cursor, fields: dict[str, Any],
-                        tensors: list[_Tensor]) -> None:
-    """Every tensor must lie inside the file: a cut-off download is refused here."""
-    from gguf import GGUF_DEFAULT_ALIGNMENT
-
-    alignment = fields.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
-    if not alignment or alignment & (alignment - 1):
-        raise ValueError(f"alignment {alignment} is not a power of two")
-    start = -(-cursor.pos // alignment) * alignment  # the data section is aligned
-    size = len(cursor.data)
-    for tensor in tensors:
-        end = start + tensor.offset + tensor.n_bytes
-        if end > size:
-            raise ValueError(f"truncated: tensor {tensor.name!r} ends at byte {end:,} "
-                             f"but the file has {size:,}")
 
 
 def _per_layer(value: Any) -> int:
@@ -517,17 +279,6 @@ def _is_gguf(path: Path) -> bool:
 def _store_path(name: str) -> Path | None:
     """The store's GGUF for ``name``, or None: the planner works without a store or engine."""
     try:
-        from deskai.errors import DeskaiError
-        from deskai.store import Store
-    except ImportError:
-        return None
-    try:
-        store = Store()
-        try:
-            from deskai.store import resolve_model_path
-
-            return resolve_model_path(store, name)
-        except ImportError:
-            return store.resolve(name)
+        return resolve_model_path(Store(), name)
     except (DeskaiError, OSError):
         return None

@@ -11,6 +11,7 @@ Routes, grouped:
                 POST /api/show, /api/generate, /api/chat, /api/embed
                 POST /api/pull, /api/copy
                 DELETE /api/delete
+    mcp         POST /mcp                            (MCP over streamable HTTP: deskai's tools)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 
 from deskai import __version__
+from deskai.agents.mcp_server import mount as mount_mcp
 from deskai.runtime.manager import ModelManager
 from deskai.server.anthropic.routes import router as anthropic_router
 from deskai.server.errors import install_error_handlers
@@ -83,7 +85,7 @@ def create_app(manager: ModelManager, store: Store,
             return {"status": "ok"}
         return {"status": "ok", "loaded_models": [m.name for m in manager.loaded()]}
 
-    @app.api_route("/", methods=["GET", "HEAD"], tags=["health"],
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False,
                    response_class=PlainTextResponse)
     def root() -> str:
         return "deskai is running"  # Ollama's clients probe GET / before anything else
@@ -97,4 +99,6 @@ def create_app(manager: ModelManager, store: Store,
     app.include_router(responses_router, tags=["responses"])
     app.include_router(anthropic_router, tags=["anthropic"])
     app.include_router(ollama_router, tags=["ollama"])
+    # deskai's MCP tools for MCP hosts, behind the same guard, key and limits as every route
+    mount_mcp(app, manager, store)
     return app

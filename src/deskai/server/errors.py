@@ -3,7 +3,9 @@
 ``{"error": {"message", "type", "param", "code"}}`` — for deskai's own errors, for request
 validation (400, not FastAPI's 422), for unknown routes, and, as a last resort, for bugs (500
 with no traceback in the body; the traceback goes to the log). Under ``/api/`` (the Ollama
-routes) the body is Ollama's ``{"error": "message"}`` instead, with the same status.
+routes) the body is Ollama's ``{"error": "message"}`` instead, and under ``/v1/messages``
+(Anthropic's Messages API) Anthropic's ``{"type": "error", "error": {"type", "message"}}``,
+with the same status.
 """
 
 from __future__ import annotations
@@ -52,17 +54,52 @@ def from_deskai_error(exc: DeskaiError) -> JSONResponse:
 
 
 OLLAMA_PREFIX = "/api/"
+ANTHROPIC_PREFIX = "/v1/messages"
+
+# Anthropic's error types by status (its own API answers 529 for overloaded; deskai keeps 503)
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
-def in_ollama_shape(request: Request, response: JSONResponse) -> JSONResponse:
-    """Ollama's clients read ``{"error": "message"}``; keep the status and headers."""
-    if not request.url.path.startswith(OLLAMA_PREFIX):
+def is_anthropic_path(path: str) -> bool:
+    return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
+
+
+def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}``, the type read from the status."""
+    kind = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def body_for_path(path: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-shaped error ``body`` in the shape of the API ``path`` belongs to."""
+    if path.startswith(OLLAMA_PREFIX):
+        return {"error": body["error"]["message"]}
+    if is_anthropic_path(path):
+        return anthropic_error_body(status, body["error"]["message"])
+    return body
+
+
+def in_route_shape(request: Request, response: JSONResponse) -> JSONResponse:
+    """Ollama's clients read ``{"error": "message"}``, Anthropic's ``{"type": "error", ...}``;
+    keep the status and headers."""
+    path = request.url.path
+    if not (path.startswith(OLLAMA_PREFIX) or is_anthropic_path(path)):
         return response
     body = json.loads(bytes(response.body))
     headers = {k: v for k, v in response.headers.items()
                if k.lower() not in {"content-length", "content-type"}}
-    return JSONResponse({"error": body["error"]["message"]}, status_code=response.status_code,
-                        headers=headers)
+    return JSONResponse(body_for_path(path, response.status_code, body),
+                        status_code=response.status_code, headers=headers)
 
 
 # pydantic names the member of a union it tried inside ``loc`` (``prompt.str``,
@@ -101,22 +138,22 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | N
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DeskaiError)
     async def _deskai(request: Request, exc: DeskaiError) -> JSONResponse:
-        return in_ollama_shape(request, from_deskai_error(exc))
+        return in_route_shape(request, from_deskai_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = describe_validation_error(exc)
-        return in_ollama_shape(request, error_response(400, message, param=param,
-                                                       code="invalid_parameter"))
+        return in_route_shape(request, error_response(400, message, param=param,
+                                                      code="invalid_parameter"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return in_ollama_shape(request, error_response(exc.status_code, message,
-                                                       headers=exc.headers))
+        return in_route_shape(request, error_response(exc.status_code, message,
+                                                      headers=exc.headers))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return in_ollama_shape(request, error_response(
+        return in_route_shape(request, error_response(
             500, "internal server error; see the server log", code="internal_error"))

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deskai.errors import AuthenticationError
-from deskai.server.errors import OLLAMA_PREFIX, error_body
+from deskai.server.errors import body_for_path, error_body
 
 OPEN_PATHS = frozenset({"/", "/health"})
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -25,9 +25,10 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 async def send_error(scope: Scope, send: Send, status: int, message: str, error_type: str,
                      code: str, headers: list[tuple[bytes, bytes]] | None = None, *,
                      param: str | None = None) -> None:
-    """OpenAI's error body, or Ollama's ``{"error": "..."}`` under ``/api/``."""
-    shaped = ({"error": message} if scope["path"].startswith(OLLAMA_PREFIX)
-              else error_body(message, error_type, param=param, code=code))
+    """OpenAI's error body, Ollama's ``{"error": "..."}`` under ``/api/``, or Anthropic's
+    ``{"type": "error", "error": {...}}`` under ``/v1/messages``."""
+    shaped = body_for_path(scope["path"], status,
+                           error_body(message, error_type, param=param, code=code))
     body = json.dumps(shaped).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),

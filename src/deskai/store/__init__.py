@@ -8,6 +8,7 @@ from deskai.store.bundled import (
     ensure_bundled_model,
     resolve_model_path,
 )
+from deskai.store.gguf_header import GGUFArray, GGUFHeader, GGUFTensor, read_gguf_header
 from deskai.store.gguf_info import (
     EMBEDDING_ARCHITECTURES,
     GGUFInfo,
@@ -33,7 +34,10 @@ __all__ = [
     "EMBEDDING_ARCHITECTURES",
     "MODEL_MEDIA_TYPE",
     "BlobUse",
+    "GGUFArray",
+    "GGUFHeader",
     "GGUFInfo",
+    "GGUFTensor",
     "Layer",
     "Manifest",
     "ModelName",
@@ -42,6 +46,7 @@ __all__ = [
     "ensure_bundled_model",
     "model_kind",
     "parse_model_name",
+    "read_gguf_header",
     "read_gguf_info",
     "read_gguf_metadata",
     "resolve_model_path",
