@@ -6,6 +6,8 @@ Each module below registers its verbs on the shared ``app``; importing them is w
 from __future__ import annotations
 
 # importing the verb modules is what registers their verbs
+import deskai.cli.agent  # noqa: F401
+import deskai.cli.mcp  # noqa: F401
 import deskai.cli.verify  # noqa: F401
 from deskai.cli import bench, models, planner, pull, serving, tune  # noqa: F401
 from deskai.cli._app import app, main, run_app
