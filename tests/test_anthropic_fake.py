@@ -120,7 +120,8 @@ def test_sampling_reaches_the_engine(client: anthropic.Anthropic, backend: FakeB
     params = backend.submitted[-1].params
     assert (params.max_tokens, params.temperature, params.top_p, params.top_k) == (3, 0.3,
                                                                                   0.7, 5)
-    assert params.stop == ["zz", "yy", "\nUser:"]  # the caller's first, then the format's
+    # the caller's stops first, then the format's
+    assert params.stop == ["zz", "yy", "\nUser:", "\nTool result:"]
     client.messages.create(model=MODEL, max_tokens=3, messages=HI)
     defaults = backend.submitted[-1].params
     assert defaults.top_p == 1.0 and defaults.temperature == 0.8 and defaults.top_k == 40

@@ -6,7 +6,7 @@ import pytest
 
 from deskai.engine.detokenizer import IncrementalDetokenizer
 from deskai.errors import InvalidInputError
-from deskai.frontend.chat_template import FALLBACK_STOP, ChatTemplate
+from deskai.frontend.chat_template import FALLBACK_STOP, FALLBACK_TOOL_STOP, ChatTemplate
 
 
 def feed(detok: IncrementalDetokenizer, pieces: list[bytes]) -> tuple[str, bool]:
@@ -61,7 +61,7 @@ def test_fallback_transcript_for_models_without_a_template() -> None:
     ])
     assert rendered.text == ("Be brief.\n\nUser: Hi\nAssistant: Hello.\n"
                              "User: Capital of France?\nAssistant:")
-    assert rendered.stop == [FALLBACK_STOP]
+    assert rendered.stop == [FALLBACK_STOP, FALLBACK_TOOL_STOP]
 
 
 def test_template_errors_are_a_clear_400() -> None:

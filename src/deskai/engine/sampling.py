@@ -81,14 +81,18 @@ class StructuredOutput:
     """Output constrained to exactly one of a JSON schema, a regex or a backend grammar.
 
     ``or_text`` (JSON schema only) also lets the model answer in plain text that does not open
-    like JSON: a tool call *or* an answer, as ``tool_choice: auto`` means. ``field`` names the
-    request field it came from, so a backend's refusal points at it.
+    like JSON: a tool call *or* an answer, as ``tool_choice: auto`` means. ``lenient`` lets the
+    backend drop the schema keywords it cannot enforce rather than refuse them — for tool
+    arguments, which the tool validates itself (an MCP server's ``minimum`` must not make every
+    turn a 400); an output format stays strict. ``field`` names the request field it came
+    from, so a backend's refusal points at it.
     """
 
     json_schema: dict[str, Any] | None = None
     regex: str | None = None
     grammar: str | None = None
     or_text: bool = False
+    lenient: bool = False
     field: str = "response_format"
 
     def __post_init__(self) -> None:

@@ -31,6 +31,9 @@ from deskai.engine.types import ModelFacts
 from deskai.errors import InvalidInputError
 
 FALLBACK_STOP = "\nUser:"
+# a base model continuing a transcript with tools writes the results it expects next: the
+# caller's tool writes those
+FALLBACK_TOOL_STOP = "\nTool result:"
 _ROLE_LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
 
 
@@ -67,7 +70,7 @@ class ChatTemplate:
         messages = [{**m, "content": text_of(m.get("content"))} for m in messages]
         if self.source is None:
             return RenderedPrompt(render_fallback(messages, add_generation_prompt),
-                                  stop=[FALLBACK_STOP])
+                                  stop=[FALLBACK_STOP, FALLBACK_TOOL_STOP])
         text = self._render_jinja(messages, add_generation_prompt, tools)
         starts_with_bos = bool(self.bos_token) and text.startswith(self.bos_token)
         return RenderedPrompt(text, add_special=not starts_with_bos)

@@ -102,7 +102,7 @@ def plan_tools(raw_tools: list[dict[str, Any]] | None, tool_choice: Any,
     tools = parse_tools(raw_tools)
     mode, allowed = _choice(tool_choice, tools)
     structured = StructuredOutput(json_schema=calls_schema(allowed, parallel=parallel),
-                                  or_text=mode == "auto", field="tools")
+                                  or_text=mode == "auto", lenient=True, field="tools")
     return ToolPlan(tools, mode, parallel, structured)
 
 
@@ -129,19 +129,54 @@ MAX_PARALLEL_CALLS = 8
 
 
 def calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any]:
-    """JSON schema of the generic tool-call object, one branch per allowed tool."""
-    call_branches = [{
-        "type": "object",
-        "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
-        "required": ["name", "arguments"],
-        "additionalProperties": False,
-    } for tool in tools]
+    """JSON schema of the generic tool-call object, one branch per allowed tool.
+
+    Each tool's own ``$defs`` move to the top (renamed ``<tool>__<name>``), since ``#/$defs/..``
+    references resolve from the root and the tool's schema is nested here."""
+    definitions: dict[str, Any] = {}
+    call_branches = []
+    for tool in tools:
+        arguments, lifted = _lift_definitions(tool.parameters, f"{tool.name}__")
+        definitions.update(lifted)
+        call_branches.append({
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, "arguments": arguments},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        })
     calls: dict[str, Any] = {"type": "array", "minItems": 1,
                              "maxItems": MAX_PARALLEL_CALLS if parallel else 1,
                              "items": call_branches[0] if len(call_branches) == 1
                              else {"anyOf": call_branches}}
-    return {"type": "object", "properties": {"tool_calls": calls}, "required": ["tool_calls"],
-            "additionalProperties": False}
+    schema: dict[str, Any] = {"type": "object", "properties": {"tool_calls": calls},
+                              "required": ["tool_calls"], "additionalProperties": False}
+    return {**schema, "$defs": definitions} if definitions else schema
+
+
+_DEFINITIONS = ("$defs", "definitions")
+
+
+def _lift_definitions(schema: dict[str, Any], prefix: str) -> tuple[dict[str, Any],
+                                                                     dict[str, Any]]:
+    """``schema`` without its top-level definitions (references renamed), and those."""
+    lifted = {f"{prefix}{name}": value for key in _DEFINITIONS
+              for name, value in (schema.get(key) or {}).items()}
+    if not lifted:
+        return schema, {}
+    renamed = {f"#/{key}/{name[len(prefix):]}": f"#/$defs/{name}"
+               for key in _DEFINITIONS for name in lifted}
+    stripped = {k: v for k, v in schema.items() if k not in _DEFINITIONS}
+    rewritten = _rewrite_refs({"root": stripped, "defs": lifted}, renamed)
+    return rewritten["root"], rewritten["defs"]
+
+
+def _rewrite_refs(value: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: (renamed.get(item, item) if key == "$ref" and isinstance(item, str)
+                      else _rewrite_refs(item, renamed)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_refs(item, renamed) for item in value]
+    return value
 
 
 def tools_system_prompt(tools: list[Tool]) -> str:

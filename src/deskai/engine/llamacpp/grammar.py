@@ -51,7 +51,10 @@ def compile_structured(structured: StructuredOutput) -> str:
     if structured.regex is not None:
         return regex_to_grammar(structured.regex, param=structured.field)
     assert structured.json_schema is not None
-    grammar = schema_to_grammar(structured.json_schema, param=structured.field)
+    schema = structured.json_schema
+    if structured.lenient:
+        schema = enforceable_part(schema)
+    grammar = schema_to_grammar(schema, param=structured.field)
     if not structured.or_text:
         return grammar
     return _JSON_OR_TEXT_ROOT + grammar.replace("root ::=", "deskai-structured ::=", 1)
@@ -97,6 +100,29 @@ def unsupported_keywords(schema: Any, path: str = "$") -> Iterator[str]:
             yield from unsupported_keywords(value, f"{path}.{key}")
     if "pattern" in schema and ("minLength" in schema or "maxLength" in schema):
         yield f"{path}: minLength/maxLength together with pattern"
+
+
+def enforceable_part(schema: Any) -> Any:
+    """``schema`` with what the grammar cannot enforce left out (``minimum``, ``format:
+    email``, a length beside a pattern…): looser than asked, never refused for it."""
+    if not isinstance(schema, dict):
+        return schema
+    kept: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in ENFORCED and key not in ANNOTATIONS:
+            continue
+        if key == "format" and value not in ENFORCED_FORMATS:
+            continue
+        if key in ("minLength", "maxLength") and "pattern" in schema:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            value = {name: enforceable_part(sub) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            value = [enforceable_part(sub) for sub in value]
+        elif key in {"items", "additionalProperties"}:
+            value = enforceable_part(value)
+        kept[key] = value
+    return kept
 
 
 def schema_to_grammar(schema: dict[str, Any], *, param: str = "response_format") -> str:
