@@ -173,3 +173,49 @@ def test_plain_text_and_a_json_schema_format(real: openai.OpenAI) -> None:
         text={"format": {"type": "json_schema", "name": "city", "schema": schema}})
     if shaped.status == "completed":
         jsonschema.validate(json.loads(shaped.output_text), schema)
+
+
+def test_server_side_mcp_tools_run_and_their_results_reach_the_model(
+        home_with_real_model: Path, tmp_path: Path) -> None:
+    """``deskai serve --mcp``: a request names a configured server by label; deskai makes the
+    model's calls itself (the server records them) and answers with the results in context."""
+    from agents_support import calc_entry
+
+    record = tmp_path / "calls.jsonl"
+    servers = tmp_path / "servers.json"
+    servers.write_text(json.dumps({"mcpServers": {"calc": calc_entry(record, "add")}}))
+    proc = ServerProcess(home_with_real_model, "--parallel", "1", "--mcp", str(servers))
+    try:
+        client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="x", max_retries=0)
+        response = client.responses.create(
+            model=REAL_MODEL, input="Add 2 and 3.", tool_choice="required", temperature=0,
+            max_output_tokens=48,
+            tools=[{"type": "mcp", "server_label": "calc", "require_approval": "never"}])  # type: ignore[list-item]
+        kinds = [item.type for item in response.output]
+        assert kinds[0] == "mcp_list_tools" and "mcp_call" in kinds
+        call = next(item for item in response.output if item.type == "mcp_call")
+        assert call.server_label == "calc" and call.name == "add"
+        made = [json.loads(line) for line in record.read_text().splitlines()]
+        assert made and made[0]["tool"] == "add"
+        assert call.output == f"SUM-IS {made[0]['a'] + made[0]['b']}" and call.error is None
+        refused = httpx.post(f"{proc.url}/v1/responses", json={
+            "model": REAL_MODEL, "input": "x", "tools": [
+                {"type": "mcp", "server_label": "x", "server_url": "http://evil.example"}]})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "tools"
+        events = list(client.responses.create(
+            model=REAL_MODEL, input="Add 1 and 1.", tool_choice="required", temperature=0,
+            max_output_tokens=48, stream=True,
+            tools=[{"type": "mcp", "server_label": "calc", "require_approval": "never"}]))  # type: ignore[list-item]
+        assert events[0].type == "response.created"
+        assert events[-1].type in ("response.completed", "response.incomplete")
+        assert any(e.type == "response.output_item.done" and e.item.type == "mcp_call"
+                   for e in events)
+    finally:
+        proc.stop()
+
+
+def test_mcp_tools_need_a_configured_server(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=FAKE_MODEL, input="x", tools=[  # type: ignore[list-item]
+            {"type": "mcp", "server_label": "calc", "require_approval": "never"}])
+    assert "--mcp" in refused.value.message

@@ -89,6 +89,15 @@ class Toolbox:
     def names(self) -> list[str]:
         return list(self._table)
 
+    def sources(self) -> list[str]:
+        """The names of the sources (MCP servers, ``builtin``) the tools come from."""
+        return list(dict.fromkeys(source.name for source, _ in self._table.values()))
+
+    def tools_of(self, source: str) -> list[tuple[str, ToolSpec]]:
+        """One source's tools: the name ``call`` takes, and the tool as its source has it."""
+        return [(name, spec) for name, (owner, spec) in self._table.items()
+                if owner.name == source]
+
     def tools(self) -> list[dict[str, Any]]:
         """Every tool in OpenAI's function-tool shape, under the name ``call`` takes."""
         return [{"type": "function", "function": {"name": name, "description": spec.description,

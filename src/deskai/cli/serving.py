@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -61,10 +62,15 @@ def serve(
                                                "(repeatable); CORS is off otherwise."),
     max_body_mb: float = typer.Option(8.0, "--max-body-mb", min=0.001,
                                       help="Largest request body accepted, in MB."),
+    mcp: Path = typer.Option(None, "--mcp", dir_okay=False,
+                             help="An mcpServers JSON file: its servers run for /v1/responses "
+                                  'requests that ask for them ({"type": "mcp", '
+                                  '"server_label": NAME}); off unless given.'),
 ) -> None:
     """Serve the store's models through the OpenAI API."""
     import uvicorn
 
+    from deskai.agents.servers import load_servers
     from deskai.runtime.fit import default_slots
     from deskai.runtime.manager import ModelManager
     from deskai.server.app import ServerSettings, create_app
@@ -89,7 +95,8 @@ def serve(
                                   max_body_bytes=int(max_body_mb * 1024 * 1024),
                                   cors_origins=tuple(cors_origin or ()),
                                   bind_host=bind_host,
-                                  allowed_hosts=tuple(allowed_hosts or ()))
+                                  allowed_hosts=tuple(allowed_hosts or ()),
+                                  mcp_servers=tuple(load_servers(mcp)) if mcp else ())
         uvicorn.run(create_app(manager, store, settings), host=bind_host, port=bind_port,
                     log_level=log_level, access_log=False, log_config=None)
     finally:

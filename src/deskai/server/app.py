@@ -24,6 +24,7 @@ from fastapi.responses import PlainTextResponse
 
 from deskai import __version__
 from deskai.agents.mcp_server import mount as mount_mcp
+from deskai.agents.servers import ServerConfig
 from deskai.runtime.manager import ModelManager
 from deskai.server.anthropic.routes import router as anthropic_router
 from deskai.server.errors import install_error_handlers
@@ -34,6 +35,7 @@ from deskai.server.openai.embeddings import router as embeddings_router
 from deskai.server.openai.routes import router as openai_router
 from deskai.server.openapi import install_openapi
 from deskai.server.request_log import JSONBodyMiddleware, RequestLogMiddleware
+from deskai.server.responses.mcp_tools import install_toolbox
 from deskai.server.responses.routes import router as responses_router
 from deskai.server.security import (
     DEFAULT_MAX_BODY_BYTES,
@@ -53,6 +55,7 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
     bind_host: str = "127.0.0.1"  # loopback: only loopback Host names are served
     allowed_hosts: tuple[str, ...] = ()  # Host names served beyond loopback ("*": any)
+    mcp_servers: tuple[ServerConfig, ...] = ()  # run for /v1/responses' server-side MCP tools
 
 
 def create_app(manager: ModelManager, store: Store,
@@ -101,4 +104,6 @@ def create_app(manager: ModelManager, store: Store,
     app.include_router(ollama_router, tags=["ollama"])
     # deskai's MCP tools for MCP hosts, behind the same guard, key and limits as every route
     mount_mcp(app, manager, store)
+    if settings.mcp_servers:
+        install_toolbox(app, settings.mcp_servers)
     return app

@@ -72,12 +72,19 @@ def chat_messages(instructions: str | None, items: list[Item]) -> list[dict[str,
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        else:
+        elif item["type"] == "mcp_call":  # a server-side call: the call and its result
+            call_id = str(item["id"])
+            messages.append({"role": "assistant", "content": None, "tool_calls": [{
+                "id": call_id, "type": "function", "function": {
+                    "name": str(item.get("name", "")), "arguments": _arguments(item, index)}}]})
+            messages.append({"role": "tool", "tool_call_id": call_id,
+                             "content": item.get("output") or f"error: {item.get('error')}"})
+        elif item["type"] == "function_call_output":
             output = item.get("output", "")
             messages.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")),
                              "content": output if isinstance(output, str)
                              else _content({"content": output}, index)})
-    return messages
+    return messages  # mcp_list_tools items say nothing the model needs again
 
 
 def _role(item: Item, index: int) -> str:

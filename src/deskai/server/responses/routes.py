@@ -24,9 +24,10 @@ from fastapi.responses import StreamingResponse
 
 from deskai.engine.sampling import SamplingParams
 from deskai.errors import DeskaiError
-from deskai.frontend.chat import shape_chat
+from deskai.frontend.chat import ChatPrompt, shape_chat
 from deskai.frontend.chat_template import template_of
-from deskai.frontend.tools import ToolPlan, output_mode
+from deskai.frontend.tools import ToolCall, ToolPlan, output_mode
+from deskai.runtime.manager import LoadedModel
 from deskai.server.generation import (
     DeltaStream,
     generate_text,
@@ -36,6 +37,7 @@ from deskai.server.generation import (
 )
 from deskai.server.responses import convert
 from deskai.server.responses.convert import Item, Outcome
+from deskai.server.responses.mcp_tools import MAX_SERVER_STEPS, ServerTools, requested
 from deskai.server.responses.models import ResponseRequest
 from deskai.server.responses.store import ResponseStore, StoredResponse
 
@@ -80,32 +82,109 @@ async def create_response(body: ResponseRequest, request: Request) -> Any:
                if body.previous_response_id else [])
     items = convert.input_items(body)
     turn = Turn(body, items, [*earlier, *items])
+    own_tools, server_tools = requested(body.tools, request)
     messages = convert.chat_messages(body.instructions, turn.conversation)
     manager = manager_of(request)
     async with leased_model(manager, body.model) as loaded:
-        prompt = shape_chat(messages, template_of(loaded), tools=convert.chat_tools(body.tools),
-                            tool_choice=convert.chat_tool_choice(body.tool_choice),
-                            parallel_tool_calls=body.parallel_tool_calls,
-                            structured=convert.format_constraint(body.text))
+        if server_tools is not None:
+            response = await with_server_tools(turn, loaded, messages, own_tools, server_tools,
+                                               request, store)
+            return (_replayed(response) if body.stream else response)
+        prompt, params = shaped(turn, loaded, messages, convert.chat_tools(own_tools),
+                                convert.chat_tool_choice(body.tool_choice))
         turn.tools = prompt.tools
-        params = SamplingParams.given(
-            max_tokens=body.max_output_tokens, temperature=body.temperature,
-            top_p=OPENAI_DEFAULT_TOP_P if body.top_p is None else body.top_p,
-            stop=prompt.rendered.stop, structured=prompt.structured)
         text, add_special = prompt.rendered.text, prompt.rendered.add_special
         if body.stream:
             stream = DeltaStream(loaded, text, params, add_special=add_special,
                                  http_request=request)
             manager.hold(loaded)  # released when the last event has gone out
-            return StreamingResponse(
-                ResponseEvents(turn, store).events(stream, lambda: manager.release(loaded)),
-                media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return _event_stream(
+                ResponseEvents(turn, store).events(stream, lambda: manager.release(loaded)))
         result = await generate_text(loaded, text, params, add_special=add_special,
                                      http_request=request)
     outcome = Outcome(result.text, result.finish_reason, result.prompt_tokens,
                       result.completion_tokens, result.cached_tokens)
     output = convert.output_items(outcome, turn.tools, message_id=convert.new_id("msg"))
     return turn.finish(output, outcome, store)
+
+
+def shaped(turn: Turn, loaded: LoadedModel, messages: list[dict[str, Any]],
+           tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[ChatPrompt,
+                                                                          SamplingParams]:
+    """The turn's prompt through the frontend, as for chat, and how to sample it."""
+    body = turn.body
+    prompt = shape_chat(messages, template_of(loaded), tools=tools, tool_choice=tool_choice,
+                        parallel_tool_calls=body.parallel_tool_calls,
+                        structured=convert.format_constraint(body.text))
+    params = SamplingParams.given(
+        max_tokens=body.max_output_tokens, temperature=body.temperature,
+        top_p=OPENAI_DEFAULT_TOP_P if body.top_p is None else body.top_p,
+        stop=prompt.rendered.stop, structured=prompt.structured)
+    return prompt, params
+
+
+async def with_server_tools(turn: Turn, loaded: LoadedModel, messages: list[dict[str, Any]],
+                            own_tools: list[dict[str, Any]] | None, server: ServerTools,
+                            request: Request, store: ResponseStore) -> Item:
+    """The turn with the server's MCP tools: their calls made here, round after round, until
+    the model answers, calls one of the request's own tools, or runs out of rounds."""
+    tools = [*(convert.chat_tools(own_tools) or []), *server.chat_tools()]
+    output: list[Item] = server.list_items()
+    used = [0, 0, 0]  # prompt, completion and cached tokens over every round
+    for step in range(MAX_SERVER_STEPS):
+        last_round = step == MAX_SERVER_STEPS - 1
+        choice = (convert.chat_tool_choice(turn.body.tool_choice) if step == 0
+                  else "none" if last_round else "auto")
+        prompt, params = shaped(turn, loaded, messages, tools, choice)
+        turn.tools = prompt.tools
+        result = await generate_text(loaded, prompt.rendered.text, params,
+                                     add_special=prompt.rendered.add_special,
+                                     http_request=request)
+        used = [used[0] + result.prompt_tokens, used[1] + result.completion_tokens,
+                used[2] + result.cached_tokens]
+        outcome = Outcome(result.text, result.finish_reason, *used)
+        calls = convert.tool_calls_of(outcome, turn.tools) or []
+        ours = [call for call in calls if call.name in server.by_name]
+        if not ours:  # whole calls count even when max_output_tokens cut a repeat of them
+            break
+        made = [await server.call(call.name, call.arguments) for call in ours]
+        output.extend(made)
+        messages = [*messages, *_round_messages(ours, made)]
+        theirs = [call for call in calls if call.name not in server.by_name]
+        if theirs:  # the client runs its own tools: hand them over now
+            output.extend(convert.function_call_item(call) for call in theirs)
+            return turn.finish(output, outcome, store)
+    output.extend(item for item in convert.output_items(
+        outcome, turn.tools, message_id=convert.new_id("msg"))
+        if item.get("name") not in server.by_name)
+    return turn.finish(output, outcome, store)
+
+
+def _round_messages(calls: list[ToolCall], made: list[Item]) -> list[dict[str, Any]]:
+    """One round of server-side calls as the conversation shows them to the model."""
+    assistant = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function",
+         "function": {"name": call.name, "arguments": call.arguments}} for call in calls]}
+    results = [{"role": "tool", "tool_call_id": call.id,
+                "content": item["output"] if item["error"] is None else f"error: {item['error']}"}
+               for call, item in zip(calls, made, strict=True)]
+    return [assistant, *results]
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+def _replayed(response: Item) -> StreamingResponse:
+    """A finished response as the event sequence a stream of it would have sent (the server
+    ran its tools between rounds, so the stream starts once the answer is known)."""
+    events = ResponseEvents.replay(response)
+
+    async def sent() -> AsyncIterator[str]:
+        for event in events:
+            yield event
+    return _event_stream(sent())
 
 
 @router.get("/v1/responses/{response_id}")
@@ -226,6 +305,42 @@ class ResponseEvents:
                 self._event("response.function_call_arguments.done", item_id=item["id"],
                             output_index=index, arguments=call.arguments),
                 self._event("response.output_item.done", output_index=index, item=item)]
+
+    @classmethod
+    def replay(cls, response: Item) -> list[str]:
+        """The events of ``response``, already complete, in the order a stream sends them."""
+        events = cls.__new__(cls)
+        events._sequence = itertools.count()
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        sent = [events._event("response.created", response=started),
+                events._event("response.in_progress", response=started)]
+        for index, item in enumerate(response["output"]):
+            sent.extend(events._item_events(index, item))
+        kind = "response.incomplete" if response["status"] == "incomplete" \
+            else "response.completed"
+        return [*sent, events._event(kind, response=response)]
+
+    def _item_events(self, index: int, item: Item) -> list[str]:
+        if item["type"] == "message":
+            text = item["content"][0]["text"] if item["content"] else ""
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            return [self._event("response.output_item.added", output_index=index,
+                                item={**item, "status": "in_progress", "content": []}),
+                    self._event("response.content_part.added", **where,
+                                part=convert.text_part("")),
+                    self._event("response.output_text.delta", **where, delta=text, logprobs=[]),
+                    self._event("response.output_text.done", **where, text=text, logprobs=[]),
+                    self._event("response.content_part.done", **where,
+                                part=convert.text_part(text)),
+                    self._event("response.output_item.done", output_index=index, item=item)]
+        extra = []
+        if item["type"] == "function_call":
+            extra = [self._event("response.function_call_arguments.delta", item_id=item["id"],
+                                 output_index=index, delta=item["arguments"]),
+                     self._event("response.function_call_arguments.done", item_id=item["id"],
+                                 output_index=index, arguments=item["arguments"])]
+        return [self._event("response.output_item.added", output_index=index, item=item),
+                *extra, self._event("response.output_item.done", output_index=index, item=item)]
 
     def _event(self, kind: str, **fields: Any) -> str:
         payload = {"type": kind, "sequence_number": next(self._sequence), **fields}
