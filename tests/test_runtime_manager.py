@@ -15,7 +15,7 @@ from fake_engine import FakeBackend
 
 from deskai.engine import Delta, EngineOptions, FinishReason, ModelSpec, SamplingParams
 from deskai.errors import InsufficientMemoryError, InvalidInputError
-from deskai.runtime.fit import check_fits, needed_bytes
+from deskai.runtime.fit import check_fits, placement_for
 from deskai.runtime.manager import ModelManager
 from deskai.store import Store
 
@@ -161,15 +161,15 @@ def test_the_planner_refuses_a_model_that_cannot_fit(tmp_path: Path) -> None:
     path = write_huge_claim_gguf(tmp_path / "huge.gguf")
     spec = ModelSpec("huge:latest", path, "text", "llama")
     options = EngineOptions(context_length=4096, parallel=1)
-    assert needed_bytes(spec, options) > 2**40 * 0.9
+    assert placement_for(spec, options, device=None).host_bytes > 2**40 * 0.9
     with pytest.raises(InsufficientMemoryError) as refused:
-        check_fits(spec, options, free_bytes=lambda: 64 * 2**30)
+        check_fits(spec, options, free_bytes=lambda: 64 * 2**30, device=None)
     assert refused.value.needed_bytes > refused.value.free_bytes == 64 * 2**30
     assert "huge:latest needs" in refused.value.message and "64.00 GiB is free" in \
         refused.value.message
     assert refused.value.http_status == 507
-    check_fits(ModelSpec("tiny", write_tiny_gguf(tmp_path / "t.gguf"), "text", "llama"),
-               options, free_bytes=lambda: 64 * 2**30)  # no estimate: loads (and warns)
+    tiny = ModelSpec("tiny", write_tiny_gguf(tmp_path / "t.gguf"), "text", "llama")
+    assert check_fits(tiny, options, free_bytes=lambda: 64 * 2**30) == options  # no estimate
 
 
 def test_an_embedding_model_cannot_generate(store: Store, tmp_path: Path,

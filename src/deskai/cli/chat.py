@@ -16,6 +16,7 @@ from deskai.engine.sampling import SamplingParams
 from deskai.errors import InvalidInputError
 from deskai.frontend.chat import shape_chat
 from deskai.frontend.chat_template import template_of
+from deskai.planner.placement import GpuLayers
 from deskai.runtime.manager import ModelManager
 from deskai.store import Store
 
@@ -48,8 +49,9 @@ class ServerBackend:
 class LocalBackend:
     """Loads the model in this process."""
 
-    def __init__(self, model: str, options: EngineOptions) -> None:
-        self.manager = ModelManager(Store(), options, keep_alive=-1)
+    def __init__(self, model: str, options: EngineOptions,
+                 gpu_layers: GpuLayers = "auto") -> None:
+        self.manager = ModelManager(Store(), options, keep_alive=-1, gpu_layers=gpu_layers)
         self.loaded = self.manager.get(model)
 
     def complete(self, prompt: str, params: SamplingParams) -> Iterator[str]:
@@ -85,12 +87,12 @@ def wire_params(params: SamplingParams) -> dict[str, Any]:
     return {name: value for name, value in wire.items() if value is not None}
 
 
-def open_backend(model: str, options: EngineOptions, *, url: str | None,
-                 local: bool) -> TextBackend:
+def open_backend(model: str, options: EngineOptions, *, url: str | None, local: bool,
+                 gpu_layers: GpuLayers = "auto") -> TextBackend:
     """The running server at ``url`` when it answers (and ``local`` is off), else in-process."""
     if not local:
         client = ServerClient(url)
         if client.is_up():
             return ServerBackend(client, model)
         client.close()
-    return LocalBackend(model, options)
+    return LocalBackend(model, options, gpu_layers)

@@ -14,6 +14,7 @@ from deskai.cli._app import app, console, err_console
 from deskai.cli.chat import TextBackend, open_backend
 from deskai.engine.protocol import EngineOptions
 from deskai.engine.sampling import SamplingParams
+from deskai.errors import DeskaiError
 from deskai.store import BUNDLED_MODEL, Store, ensure_bundled_model
 
 _THREADS_HELP = "CPU threads for inference (default: every core; $DESKAI_THREADS)."
@@ -43,6 +44,10 @@ def serve(
                                   help="Requests that may wait for a slot; beyond, 503."),
     timeout: float = typer.Option(None, "--timeout", min=0.001,
                                   help="Seconds a request may take, queue included; then 504."),
+    gpu_layers: str = typer.Option(
+        "auto", "--gpu-layers",
+        help="Layers to run on the GPU: auto (as many as the planner finds room for), all, "
+             "or a number; 0 keeps everything on the CPU."),
     batch_invariant: bool = typer.Option(
         False, "--batch-invariant",
         help="Decode each request on its own so batched output is bit-identical to a solo run "
@@ -71,6 +76,7 @@ def serve(
     import uvicorn
 
     from deskai.agents.servers import load_servers
+    from deskai.planner.placement import parse_gpu_layers
     from deskai.runtime.fit import default_slots
     from deskai.runtime.manager import ModelManager
     from deskai.server.app import ServerSettings, create_app
@@ -84,12 +90,14 @@ def serve(
         parallel, why = default_slots(store, config.default_model(), context_length)
     options = engine_options(threads, context_length, parallel, max_queue=max_queue,
                              timeout=timeout, batch_invariant=batch_invariant)
-    manager = ModelManager(store, options, keep_alive=_keep_alive(keep_alive))
+    manager = ModelManager(store, options, keep_alive=_keep_alive(keep_alive),
+                           gpu_layers=parse_gpu_layers(gpu_layers))
     bind_host, bind_port = host or config.host(), port or config.port()
     console.print(f"deskai serving on http://{bind_host}:{bind_port} — "
                   f"{len(store.list())} models in {store.root}, {options.parallel} slots of "
                   f"{options.context_length} tokens ({why}), {options.threads} threads, "
                   f"queue of {options.max_queue}", highlight=False)
+    _print_placement(manager, config.default_model())
     try:
         settings = ServerSettings(api_key=api_key or None,
                                   max_body_bytes=int(max_body_mb * 1024 * 1024),
@@ -116,10 +124,15 @@ def run(
     context: int = typer.Option(None, "--context", "-c", min=16, help=_CONTEXT_HELP),
     url: str = typer.Option(None, help="Server to use (default http://127.0.0.1:3375)."),
     local: bool = typer.Option(False, "--local", help="Never use a running server."),
+    gpu_layers: str = typer.Option("auto", "--gpu-layers",
+                                   help="Layers on the GPU when run here: auto, all or N."),
 ) -> None:
     """Complete PROMPT (streamed to stdout), or chat with MODEL when no prompt is given."""
     model = model or config.default_model()
-    backend = open_backend(model, engine_options(threads, context, 1), url=url, local=local)
+    from deskai.planner.placement import parse_gpu_layers
+
+    backend = open_backend(model, engine_options(threads, context, 1), url=url, local=local,
+                           gpu_layers=parse_gpu_layers(gpu_layers))
     try:
         if prompt is not None:
             params = SamplingParams(max_tokens=max_tokens or 128, temperature=temperature,
@@ -167,6 +180,16 @@ def _print_stream(pieces: Any) -> str:
     finally:
         pieces.close()
     return "".join(written)
+
+
+def _print_placement(manager: Any, model: str) -> None:
+    """The planner's placement of the default model, as ``deskai fit --json`` reports it."""
+    try:
+        placement = manager.placement(model)
+    except DeskaiError as exc:
+        err_console.print(f"placement of {model}: unknown ({exc})", style="dim")
+        return
+    console.print(f"{model}: {placement.describe()}", highlight=False)
 
 
 def _keep_alive(value: float | None) -> float:

@@ -35,6 +35,8 @@ class EngineOptions:
     request_timeout: float | None = None  # seconds from arrival to the last token; None: none
     prefix_cache: bool = True
     batch_invariant: bool = False  # one forward pass per sequence: batched output == solo
+    gpu_layers: int = 0  # layers offloaded to the GPU (the runtime's placement decides)
+    flash_attn: bool = False  # on where layers run on a GPU
 
 
 @dataclass(frozen=True, slots=True)

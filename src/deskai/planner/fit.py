@@ -15,6 +15,7 @@ from deskai.errors import InvalidInputError
 from deskai.hardware.catalog import Accelerator, System
 from deskai.planner.architectures import Architecture, catalog_models
 from deskai.planner.memory import MemoryBreakdown, Runtime, memory_breakdown
+from deskai.planner.placement import Device, Placement, place
 from deskai.planner.quant import QUALITY_ORDER, Quant, get_quant
 from deskai.planner.readers import ModelFile
 from deskai.planner.roofline import Speed, speed
@@ -34,6 +35,7 @@ class FitResult:
     speed: Speed
     params: int
     active_params: int
+    placement: Placement | None = None  # llama.cpp's layers on the accelerator (None: a CPU)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class FitResult:
             "prefill_tokens_per_s": round(self.speed.prefill_tokens_per_s, 2),
             "decode_bound": self.speed.decode_bound, "prefill_bound": self.speed.prefill_bound,
             "params": self.params, "active_params": self.active_params,
+            "placement": self.placement.to_dict() if self.placement else None,
         }
 
 
@@ -145,7 +148,14 @@ def _fit_one(arch: Architecture, system: System, quant: Quant | None,
         memory=memory, capacity_bytes=capacity,
         speed=speed(arch, device, runtime, quant=quant, model_file=model_file),
         params=arch.params, active_params=arch.active_params,
+        placement=place(arch, runtime, _placement_device(system, capacity), quant=quant,
+                        model_file=model_file) if device.kind != "cpu" else None,
     )
+
+
+def _placement_device(system: System, capacity: float) -> Device:
+    """The system's accelerators as one device, as llama.cpp splits layers across GPUs."""
+    return Device(system.key, capacity, unified=system.accelerator.kind == "unified")
 
 
 def rank_catalog(system: System, *, context: int | None = None, batch: int = 1) -> list[FitResult]:

@@ -22,6 +22,15 @@ def llamacpp(spec: ModelSpec, options: EngineOptions) -> Engine:
 BACKENDS: dict[str, EngineFactory] = {"llamacpp": llamacpp}
 
 
+def offload_supported(name: str = DEFAULT_BACKEND) -> bool:
+    """Whether the backend, as installed, can put layers on a GPU."""
+    if name != "llamacpp":
+        return False
+    from deskai.engine.llamacpp.runner import supports_gpu_offload
+
+    return supports_gpu_offload()
+
+
 def backend(name: str = DEFAULT_BACKEND) -> EngineFactory:
     try:
         return BACKENDS[name]

@@ -1,59 +1,97 @@
-"""Will a model fit in the memory free now? Asked before every load, answered by the planner.
+"""Where a model goes and whether it fits: asked before every load, answered by the planner.
 
-Ollama refuses a model that does not fit before loading it; so does deskai, with the numbers:
-the planner's layer-by-layer estimate of what the engine will hold resident (weights, the KV
-cache for every slot, compute buffers, overhead) against what the machine can hand out. A
-refused model costs nothing, and the server keeps serving what it has.
+Ollama refuses a model that does not fit before loading it; so does deskai, with the numbers.
+``placement_for`` is the planner's layer-by-layer answer for this machine — how many layers
+the GPU takes (``--gpu-layers auto|all|N``), what stays in host memory — the same function
+``deskai fit`` reports and ``deskai serve`` prints. ``check_fits`` refuses a model whose host
+share (or, when layers were forced onto it, device share) is more than is free, and otherwise
+returns the engine options with the placement applied. A refused model costs nothing, and
+the server keeps serving what it has.
 """
 
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 from deskai.engine.protocol import EngineOptions, ModelSpec
 from deskai.errors import DeskaiError, InsufficientMemoryError
-from deskai.hardware.local import available_memory_bytes
-from deskai.planner.memory import Runtime, memory_breakdown
+from deskai.hardware.local import available_memory_bytes, nvidia_gpus
+from deskai.planner.memory import Runtime
+from deskai.planner.placement import Device, GpuLayers, Placement, place
 from deskai.planner.readers import read_gguf
+from deskai.runtime.backends import offload_supported
 from deskai.store import Store, resolve_model_path
 
 log = logging.getLogger("deskai.runtime")
 EMBEDDING_BATCH_TOKENS = 2048  # the embedder's context (see engine.llamacpp.embedding)
 
-FitCheck = Callable[[ModelSpec, EngineOptions], None]
+FitCheck = Callable[[ModelSpec, EngineOptions], EngineOptions | None]
+"""Refuses a model that will not fit, else the options to load it with (None: unchanged)."""
 
 
-def needed_bytes(spec: ModelSpec, options: EngineOptions) -> int:
-    """The planner's predicted resident memory of ``spec`` loaded with ``options``."""
-    model_file = read_gguf(spec.path)
+def local_device() -> Device | None:
+    """The GPU a placement may use: the first one NVML reports (a unified-memory part such as
+    the GB10, which reports no memory of its own, shares the host's), or Apple silicon's
+    unified memory; None on a machine with neither."""
+    gpus = nvidia_gpus()
+    if gpus:
+        gpu = gpus[0]
+        if gpu.memory_bytes == 0:
+            return Device(gpu.name, available_memory_bytes(), unified=True)
+        return Device(gpu.name, gpu.memory_bytes - gpu.memory_used_bytes)
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return Device("Apple silicon", available_memory_bytes(), unified=True)
+    return None
+
+
+def runtime_of(spec: ModelSpec, options: EngineOptions) -> Runtime:
+    """How the engine will run ``spec``, in the planner's terms."""
     if spec.kind == "embedding":
-        runtime = Runtime(context=EMBEDDING_BATCH_TOKENS, ubatch=EMBEDDING_BATCH_TOKENS)
-    else:
-        runtime = Runtime(context=options.context_length, batch=options.parallel,
-                          ubatch=options.batch_tokens, kv_unified=not options.batch_invariant)
-    return int(memory_breakdown(model_file.architecture, runtime, model_file=model_file).resident)
+        return Runtime(context=EMBEDDING_BATCH_TOKENS, ubatch=EMBEDDING_BATCH_TOKENS)
+    return Runtime(context=options.context_length, batch=options.parallel,
+                   ubatch=options.batch_tokens, kv_unified=not options.batch_invariant)
 
 
-def check_fits(spec: ModelSpec, options: EngineOptions, *,
-               free_bytes: Callable[[], int] = available_memory_bytes) -> None:
-    """Raise ``InsufficientMemoryError`` when ``spec`` would not fit in free memory."""
+def placement_for(spec: ModelSpec, options: EngineOptions, gpu_layers: GpuLayers = "auto", *,
+                  device: Device | None | bool = True) -> Placement:
+    """Where ``spec``'s layers go on this machine (``device=True``: the one detected)."""
+    model_file = read_gguf(spec.path)
+    found = local_device() if device is True else device or None
+    layers: GpuLayers = 0 if spec.kind == "embedding" else gpu_layers  # embedders: CPU
+    return place(model_file.architecture, runtime_of(spec, options), found, requested=layers,
+                 model_file=model_file, offload_supported=offload_supported())
+
+
+def check_fits(spec: ModelSpec, options: EngineOptions, gpu_layers: GpuLayers = "auto", *,
+               free_bytes: Callable[[], int] = available_memory_bytes,
+               device: Device | None | bool = True) -> EngineOptions:
+    """``options`` with ``spec``'s placement applied; ``InsufficientMemoryError`` when its
+    host share is more than ``free_bytes()`` (or a forced device share more than the device
+    has)."""
     try:
-        needed = needed_bytes(spec, options)
+        placement = placement_for(spec, options, gpu_layers, device=device)
     except DeskaiError as exc:  # an architecture the planner cannot describe: load and see
         log.warning("no memory estimate for %s (%s); loading without a fit check",
                     spec.path.name, exc)
-        return
+        return options
     free = free_bytes()
-    if needed > free:
+    unified = placement.note.startswith("unified")
+    host = placement.host_bytes + (placement.device_bytes if unified else 0.0)
+    if host > free:
         raise InsufficientMemoryError(
-            f"{spec.name} needs {_gib(needed)} of memory ({spec.architecture}, "
-            f"{options.parallel} slots of {options.context_length} tokens) but only "
+            f"{spec.name} needs {_gib(host)} of memory ({spec.architecture}, "
+            f"{options.parallel} slots of {options.context_length} tokens"
+            f"{', ' + placement.describe() if placement.gpu_layers else ''}) but only "
             f"{_gib(free)} is free; free memory, or lower --parallel or --context",
-            needed_bytes=needed, free_bytes=free)
+            needed_bytes=int(host), free_bytes=free)
+    return replace(options, gpu_layers=placement.gpu_layers, flash_attn=placement.flash_attn)
 
 
-def _gib(size: int) -> str:
+def _gib(size: float) -> str:
     return f"{size / 2**30:.2f} GiB"
 
 

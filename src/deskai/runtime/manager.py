@@ -2,7 +2,8 @@
 model).
 
 The server and ``deskai run`` ask the manager for a model by name; it resolves the name in the
-store, asks the planner whether it fits in free memory (``fit.check_fits``), loads the engine
+store, asks the planner where its layers go and whether it fits in free memory
+(``fit.check_fits``: ``gpu_layers`` is ``--gpu-layers``), loads the engine
 once through the backend's factory (concurrent callers wait for the same load), and a reaper
 thread unloads engines that have been idle longer than their keep-alive.
 
@@ -15,6 +16,7 @@ name using it is unloaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -33,8 +35,9 @@ from deskai.engine.protocol import (
 from deskai.engine.sampling import SamplingParams
 from deskai.engine.types import Delta, DeltaSink, Embeddings, ModelFacts, UsageStats
 from deskai.errors import InvalidInputError, InvalidModelFileError
+from deskai.planner.placement import GpuLayers, Placement
 from deskai.runtime.backends import backend
-from deskai.runtime.fit import FitCheck, check_fits
+from deskai.runtime.fit import FitCheck, check_fits, placement_for
 from deskai.store import Manifest, Store, model_kind, parse_model_name, resolve_model_path
 
 
@@ -118,12 +121,16 @@ class ModelManager:
 
     def __init__(self, store: Store, options: EngineOptions, *, keep_alive: float,
                  factory: EngineFactory | None = None, fit_check: FitCheck | None = check_fits,
+                 gpu_layers: GpuLayers = "auto",
                  reap_interval: float = 1.0) -> None:
         self.store = store
         self.options = options
         self.keep_alive = keep_alive
         self._factory = factory or backend()
-        self._fit_check = fit_check
+        # the planner's check places layers as --gpu-layers asks; a test may bring its own
+        self._fit_check = (functools.partial(check_fits, gpu_layers=gpu_layers)
+                           if fit_check is check_fits else fit_check)
+        self.gpu_layers = gpu_layers
         self._loaded: dict[str, LoadedModel] = {}
         self._engines: dict[str, SharedEngine] = {}  # by base GGUF path
         self._lock = threading.Lock()
@@ -197,11 +204,20 @@ class ModelManager:
         for loaded in self.loaded():
             self.unload(loaded.name)
 
+    def placement(self, name: str) -> Placement:
+        """Where ``name``'s layers would go if it were loaded now (what ``serve`` prints)."""
+        key = str(parse_model_name(name))
+        return placement_for(self._spec(key, self.store.get(key)), self.options,
+                             self.gpu_layers)
+
+    def _spec(self, key: str, manifest: Manifest) -> ModelSpec:
+        architecture = str(manifest.details.get("architecture", "unknown"))
+        return ModelSpec(key, Path(resolve_model_path(self.store, key)),
+                         model_kind(architecture), architecture)
+
     def _load(self, key: str) -> LoadedModel:
         manifest = self.store.get(key)
-        architecture = str(manifest.details.get("architecture", "unknown"))
-        spec = ModelSpec(key, Path(resolve_model_path(self.store, key)),
-                         model_kind(architecture), architecture)
+        spec = self._spec(key, manifest)
         # a corrupt blob is refused here, naming the model, before the planner or the engine
         # reads it: else it answers with garbage, or fails quoting the blob's path
         self.store.check_blobs(manifest)
@@ -236,9 +252,9 @@ class ModelManager:
                 if shared is not None:
                     shared.names += 1
                     return shared.engine
-            if self._fit_check is not None:
-                self._fit_check(spec, self.options)
-            shared = SharedEngine(self._factory(spec, self.options), names=1)
+            options = (self._fit_check(spec, self.options) if self._fit_check else None) \
+                or self.options
+            shared = SharedEngine(self._factory(spec, options), names=1)
             with self._lock:
                 self._engines[path] = shared
             return shared.engine

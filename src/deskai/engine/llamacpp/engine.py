@@ -43,7 +43,9 @@ class LlamaCppEngine:
         self.runner = LlamaCppRunner(model_path, n_ctx_per_seq=options.context_length,
                                      n_seq=options.parallel, n_threads=options.threads,
                                      n_batch=options.batch_tokens,
-                                     slot_per_stream=options.batch_invariant)
+                                     slot_per_stream=options.batch_invariant,
+                                     gpu_layers=options.gpu_layers,
+                                     flash_attn=options.flash_attn)
         self.scheduler = Scheduler(options.parallel, options.batch_tokens, options.max_queue,
                                    reuse=self.runner.keep_prefix,
                                    # a reused prefix was computed in other chunks

@@ -37,10 +37,12 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
-def load_model(path: Path) -> llama.llama_model_p:
-    """Load a GGUF's weights (memory-mapped) or raise ``InvalidModelFileError``."""
+def load_model(path: Path, *, gpu_layers: int = 0) -> llama.llama_model_p:
+    """Load a GGUF's weights (memory-mapped; the last ``gpu_layers`` on the GPU) or raise
+    ``InvalidModelFileError``."""
     _init_backend()
     params = llama.llama_model_default_params()
+    params.n_gpu_layers = gpu_layers
     model = llama.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         raise InvalidModelFileError(f"llama.cpp could not load {path}")
@@ -61,6 +63,11 @@ def tokenize(vocab: llama.llama_vocab_p, text: str, *, add_special: bool) -> lis
     if count < 0:
         raise EngineError("tokenization failed")
     return list(buffer[:count])
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build can run layers on a GPU (CUDA, Metal, Vulkan…)."""
+    return bool(llama.llama_supports_gpu_offload())
 
 
 def token_piece(vocab: llama.llama_vocab_p, token: int, *, special: bool) -> bytes:
@@ -122,9 +129,11 @@ class LlamaCppRunner:
     """One llama.cpp model and context with ``n_seq`` independent sequence slots."""
 
     def __init__(self, model_path: str | Path, *, n_ctx_per_seq: int, n_seq: int,
-                 n_threads: int, n_batch: int = 512, slot_per_stream: bool = False) -> None:
+                 n_threads: int, n_batch: int = 512, slot_per_stream: bool = False,
+                 gpu_layers: int = 0, flash_attn: bool = False) -> None:
         _init_backend()
-        self._model = load_model(Path(model_path))
+        self._model = load_model(Path(model_path), gpu_layers=gpu_layers)
+        self._flash_attn = flash_attn
         try:
             self._vocab = llama.llama_model_get_vocab(self._model)
             n_ctx_train = llama.llama_model_n_ctx_train(self._model)
@@ -218,6 +227,8 @@ class LlamaCppRunner:
         # Windowed layers keep only their window (plus a batch) per slot, as llama-server
         # does; llama.cpp's own default is a full-size cache for them.
         params.swa_full = False
+        if self._flash_attn:  # chosen with the placement: layers on a GPU
+            params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
         ctx = llama.llama_init_from_model(self._model, params)
         if not ctx:

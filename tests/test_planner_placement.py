@@ -1,0 +1,80 @@
+"""Where layers go (``--gpu-layers``): the planner's placement on simulated devices, and the
+runtime applying it — on this CPU-only machine, as 0 layers with the reason said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deskai.engine import EngineOptions, ModelSpec
+from deskai.errors import InvalidInputError
+from deskai.planner.architectures import catalog_models
+from deskai.planner.memory import Runtime
+from deskai.planner.placement import Device, parse_gpu_layers, place
+from deskai.planner.quant import get_quant
+from deskai.runtime.fit import check_fits, placement_for
+
+GiB = 2**30
+LLAMA_70B = catalog_models()["llama3-70b"]
+Q4 = get_quant("q4_k_m")
+RUNTIME = Runtime(context=8192)
+
+
+def placed(device: Device | None, requested: object = "auto"):  # type: ignore[no-untyped-def]
+    return place(LLAMA_70B, RUNTIME, device, requested=requested, quant=Q4)  # type: ignore[arg-type]
+
+
+def test_a_70b_splits_across_a_24_and_a_16_gb_card_and_fits_a_spark() -> None:
+    rtx_24, rtx_16 = placed(Device("RTX 4090", 24 * GiB)), placed(Device("16 GB", 16 * GiB))
+    spark = placed(Device("GB10", 120 * GiB, unified=True))
+    assert 0 < rtx_16.gpu_layers < rtx_24.gpu_layers < LLAMA_70B.layers
+    for split, size in ((rtx_24, 24), (rtx_16, 16)):
+        margin = max(512 * 2**20, 0.05 * size * GiB)
+        assert split.device_bytes <= size * GiB - margin
+        assert split.kv_on_device and split.flash_attn and split.host_bytes > 0
+    assert spark.gpu_layers == LLAMA_70B.layers + 1 and "unified" in spark.note
+
+
+def test_one_more_layer_would_not_have_fit() -> None:
+    device = Device("RTX 4090", 24 * GiB)
+    chosen = placed(device)
+    more = placed(device, chosen.gpu_layers + 1)
+    assert more.device_bytes > device.usable_bytes >= chosen.device_bytes
+
+
+def test_all_and_a_number_are_honoured_and_cpu_only_says_why() -> None:
+    device = Device("RTX 4090", 24 * GiB)
+    assert placed(device, "all").gpu_layers == LLAMA_70B.layers + 1
+    assert placed(device, 10).gpu_layers == 10
+    assert placed(None).gpu_layers == 0 and placed(None).device_bytes == 0
+    cpu_build = place(LLAMA_70B, RUNTIME, device, quant=Q4, offload_supported=False)
+    assert cpu_build.gpu_layers == 0 and "cannot offload" in cpu_build.note
+    assert "all 80 layers on the CPU" in cpu_build.describe()
+
+
+def test_device_bytes_grow_with_every_layer() -> None:
+    device = Device("big", 1000 * GiB)
+    sizes = [placed(device, n).device_bytes for n in range(1, LLAMA_70B.layers + 2)]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+
+
+@pytest.mark.parametrize("value", ["auto", "all", "0", "33"])
+def test_gpu_layers_values(value: str) -> None:
+    assert parse_gpu_layers(value) == (value if not value.isdigit() else int(value))
+
+
+def test_a_bad_gpu_layers_value_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="--gpu-layers"):
+        parse_gpu_layers("lots")
+
+
+def test_on_this_machine_the_runtime_places_nothing_on_a_gpu(real_gguf: Path) -> None:
+    spec = ModelSpec("gemma3:270m", real_gguf, "text", "gemma3")
+    options = EngineOptions(context_length=2048, parallel=4)
+    placement = placement_for(spec, options, "all")
+    assert placement.gpu_layers == 0
+    applied = check_fits(spec, options, "all")
+    assert applied.gpu_layers == 0 and not applied.flash_attn
+    simulated = placement_for(spec, options, device=Device("RTX 4090", 24 * GiB))
+    assert simulated.gpu_layers == 0 and "cannot offload" in simulated.note
