@@ -78,3 +78,15 @@ def test_on_this_machine_the_runtime_places_nothing_on_a_gpu(real_gguf: Path) ->
     assert applied.gpu_layers == 0 and not applied.flash_attn
     simulated = placement_for(spec, options, device=Device("RTX 4090", 24 * GiB))
     assert simulated.gpu_layers == 0 and "cannot offload" in simulated.note
+
+
+def test_hw_says_whether_this_build_can_offload() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "deskai", "hw", "--no-measure", "--json"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    offload = json.loads(done.stdout)["offload"]
+    assert offload["build_offloads"] is False  # llama-cpp-python built for the CPU here
+    assert offload["fix"] is None  # and no GPU that a rebuild would reach

@@ -33,7 +33,7 @@ def hw(
                                  help="Measure memory bandwidth (about half a second)."),
 ) -> None:
     """This machine: CPU, cores, RAM, measured memory bandwidth, NVIDIA GPUs."""
-    from deskai.hardware import detect, load_catalog
+    from deskai.hardware import check_offload, detect, load_catalog
 
     if catalog:
         cat = load_catalog()
@@ -44,8 +44,9 @@ def hw(
         print_table(_catalog_table(cat))
         return
     machine = detect(measure_bandwidth=measure)
+    offload = check_offload(machine.gpus)
     if as_json:
-        _print_json(machine.to_dict())
+        _print_json({**machine.to_dict(), "offload": offload.to_dict()})
         return
     console.print(f"cpu        {machine.cpu_model}")
     console.print(f"cores      {machine.physical_cores} physical, {machine.logical_cores} logical")
@@ -54,9 +55,15 @@ def hw(
     if measure:
         console.print(f"bandwidth  {machine.memory_bandwidth / 1e9:,.1f} GB/s (measured copy)")
     for gpu in machine.gpus:
-        console.print(f"gpu {gpu.index}      {gpu.name}, {_gb(gpu.memory_bytes)}")
+        shared = ", unified with the host's" if gpu.unified else ""
+        arch = f", compute {gpu.compute_capability}" if gpu.compute_capability else ""
+        console.print(f"gpu {gpu.index}      {gpu.name}, {_gb(gpu.memory_bytes)}{shared}{arch}")
     if not machine.gpus:
         console.print("gpus       none found (NVIDIA GPUs are read through nvidia-ml-py)")
+    can = {True: "yes", False: "no (a CPU-only build)", None: "unknown"}[offload.build_offloads]
+    console.print(f"offload    llama.cpp build can use a GPU: {can}", highlight=False)
+    if offload.fix:
+        console.print(f"fix        {offload.fix}", highlight=False, soft_wrap=True)
 
 
 def _catalog_table(cat: Any) -> Table:

@@ -40,6 +40,8 @@ def tune_model(
                                  "checkpoints and start over."),
     merge: bool = typer.Option(False, "--merge", help="Write one merged GGUF, re-quantized "
                                "like the base, instead of base + adapter."),
+    device: str = typer.Option("auto", "--device", help="auto (the GPU when torch sees one), "
+                               "cpu, cuda or cuda:N."),
 ) -> None:
     """Fine-tune BASE on DATA with LoRA and add the result to the store as NAME."""
     config = TrainConfig(rank=rank, alpha=alpha, dropout=dropout, learning_rate=learning_rate,
@@ -48,7 +50,7 @@ def tune_model(
     with _training_progress() as on_event:
         outcome = tune(Store(), base, data, name, config, max_length=max_length,
                        val_fraction=val_fraction, resume=resume, on_event=on_event,
-                       merge=merge, restart=restart)
+                       merge=merge, restart=restart, device=device)
     result = outcome.result
     before = f"{result.val_loss_before:.3f} → " if result.val_loss_before is not None else ""
     val = f", val loss {before}{result.val_loss:.3f}" if result.val_loss is not None else ""
@@ -70,6 +72,8 @@ def _training_progress() -> Iterator[Any]:
     def on_event(event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "start":
+            console.print(f"training on {event['device']} ({event['base_dtype']} base, "
+                          "float32 LoRA)")
             start = event.get("resumed_from") or 0
             task.append(progress.add_task("training", total=event["total_steps"],
                                           completed=start, loss="-", rate="-"))

@@ -10,17 +10,32 @@ from deskai.hardware.catalog import (
     parse_catalog,
     raw_catalog,
 )
-from deskai.hardware.local import GPUInfo, LocalMachine, detect, measure_memory_bandwidth
+from deskai.hardware.gpu import (
+    GPUInfo,
+    GPUs,
+    OffloadStatus,
+    build_supports_offload,
+    check_offload,
+    detect_gpus,
+    offload_fix,
+)
+from deskai.hardware.local import LocalMachine, detect, measure_memory_bandwidth
 
 __all__ = [
     "Accelerator",
     "Catalog",
     "GPUInfo",
+    "GPUs",
     "LocalMachine",
+    "OffloadStatus",
     "System",
+    "build_supports_offload",
+    "check_offload",
     "detect",
+    "detect_gpus",
     "load_catalog",
     "measure_memory_bandwidth",
+    "offload_fix",
     "parse_catalog",
     "raw_catalog",
 ]

@@ -1,9 +1,9 @@
-"""This machine: CPU model, cores, RAM, measured memory bandwidth, NVIDIA GPUs.
+"""This machine: CPU model, cores, RAM, measured memory bandwidth, GPUs.
 
 Memory bandwidth is measured, not looked up: a large numpy copy reads and writes every byte
 once, so bytes moved over the best of a few runs is what a memory-bound decode loop can expect.
-NVIDIA GPUs come from nvidia-ml-py (NVML) when it is installed and a driver answers; without
-it the list is simply empty.
+GPUs come from ``deskai.hardware.gpu``: NVIDIA ones through NVML (nvidia-ml-py) when a driver
+answers, else Apple silicon's; without either the list is simply empty.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deskai.hardware.catalog import Accelerator
+from deskai.hardware.gpu import GPUInfo, detect_gpus
+from deskai.hardware.gpu import nvidia_gpus as nvml_gpus
 
 #: Bytes copied per bandwidth run: far beyond any L3 cache, small enough to take ~0.1 s.
 BANDWIDTH_TEST_BYTES = 256 * 2**20
@@ -24,15 +26,6 @@ FLOPS_PER_CORE_CYCLE = 32
 MATMUL_TEST_SIZE = 512
 #: Clock assumed when the OS does not report one.
 FALLBACK_CLOCK_HZ = 3.0e9
-
-
-@dataclass(frozen=True, slots=True)
-class GPUInfo:
-    index: int
-    name: str
-    memory_bytes: int
-    memory_used_bytes: int
-    power_limit_w: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +39,8 @@ class LocalMachine:
     clock_hz: float
     gpus: tuple[GPUInfo, ...] = field(default_factory=tuple)
     matmul_flops: float = 0.0  # f32 FLOP/s of a numpy (BLAS) matmul on all cores; 0: not measured
+    gpu_driver_version: str | None = None  # the NVIDIA driver's, "580.95.05"
+    cuda_driver_version: str | None = None  # the newest CUDA that driver runs, "13.0"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,11 +51,9 @@ class LocalMachine:
             "memory_available_bytes": self.memory_available_bytes,
             "memory_bandwidth_bytes_per_s": round(self.memory_bandwidth),
             "matmul_flops_per_s": round(self.matmul_flops),
-            "gpus": [
-                {"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes,
-                 "memory_used_bytes": g.memory_used_bytes, "power_limit_w": g.power_limit_w}
-                for g in self.gpus
-            ],
+            "gpus": [g.to_dict() for g in self.gpus],
+            "gpu_driver_version": self.gpu_driver_version,
+            "cuda_driver_version": self.cuda_driver_version,
         }
 
     def as_accelerator(self, threads: int | None = None) -> Accelerator:
@@ -156,31 +149,11 @@ def measure_matmul_flops(size: int = MATMUL_TEST_SIZE, repeats: int = 5) -> floa
 
 
 def nvidia_gpus() -> tuple[GPUInfo, ...]:
-    """NVIDIA GPUs through NVML; empty when nvidia-ml-py or a driver is missing."""
-    try:
-        import pynvml
-    except ImportError:
-        return ()
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded...: no GPU to report
-        return ()
-    try:
-        return tuple(_gpu_info(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount()))
-    finally:
-        pynvml.nvmlShutdown()
+    """NVIDIA GPUs through NVML, without the driver versions (``gpu.nvidia_gpus`` has them).
 
-
-def _gpu_info(pynvml: Any, index: int) -> GPUInfo:
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    name = pynvml.nvmlDeviceGetName(handle)
-    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-    try:
-        power: float | None = pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000
-    except Exception:  # not every board reports a power limit
-        power = None
-    return GPUInfo(index, name.decode() if isinstance(name, bytes) else str(name),
-                   int(memory.total), int(memory.used), power)
+    A unified-memory part (the GB10) reports the system memory, with ``unified`` set.
+    """
+    return nvml_gpus().devices
 
 
 def detect(measure_bandwidth: bool = True) -> LocalMachine:
@@ -189,6 +162,7 @@ def detect(measure_bandwidth: bool = True) -> LocalMachine:
     import psutil
 
     memory = psutil.virtual_memory()
+    gpus = detect_gpus(memory=(int(memory.total), int(memory.available)))
     return LocalMachine(
         cpu_model=cpu_model(),
         physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
@@ -197,6 +171,8 @@ def detect(measure_bandwidth: bool = True) -> LocalMachine:
         memory_available_bytes=int(memory.available),
         memory_bandwidth=measure_memory_bandwidth() if measure_bandwidth else 0.0,
         clock_hz=cpu_clock_hz(),
-        gpus=nvidia_gpus(),
+        gpus=gpus.devices,
         matmul_flops=measure_matmul_flops() if measure_bandwidth else 0.0,
+        gpu_driver_version=gpus.driver_version,
+        cuda_driver_version=gpus.cuda_driver_version,
     )

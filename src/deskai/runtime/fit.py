@@ -12,14 +12,13 @@ the server keeps serving what it has.
 from __future__ import annotations
 
 import logging
-import platform
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 
 from deskai.engine.protocol import EngineOptions, ModelSpec
 from deskai.errors import DeskaiError, InsufficientMemoryError
-from deskai.hardware.local import available_memory_bytes, nvidia_gpus
+from deskai.hardware.gpu import detect_gpus
+from deskai.hardware.local import available_memory_bytes
 from deskai.planner.memory import Runtime
 from deskai.planner.placement import Device, GpuLayers, Placement, place
 from deskai.planner.readers import read_gguf
@@ -34,18 +33,14 @@ FitCheck = Callable[[ModelSpec, EngineOptions], EngineOptions | None]
 
 
 def local_device() -> Device | None:
-    """The GPU a placement may use: the first one NVML reports (a unified-memory part such as
-    the GB10, which reports no memory of its own, shares the host's), or Apple silicon's
-    unified memory; None on a machine with neither."""
-    gpus = nvidia_gpus()
-    if gpus:
-        gpu = gpus[0]
-        if gpu.memory_bytes == 0:
-            return Device(gpu.name, available_memory_bytes(), unified=True)
-        return Device(gpu.name, gpu.memory_bytes - gpu.memory_used_bytes)
-    if sys.platform == "darwin" and platform.machine() == "arm64":
-        return Device("Apple silicon", available_memory_bytes(), unified=True)
-    return None
+    """The GPU a placement may use: the first NVIDIA one NVML reports (a unified-memory part
+    such as the GB10 shares the host's memory) or Apple silicon's; None on a machine with
+    neither."""
+    gpus = detect_gpus().devices
+    if not gpus:
+        return None
+    gpu = gpus[0]  # llama.cpp's main GPU; a split over several is the planner's next step
+    return Device(gpu.name, gpu.memory_free_bytes, unified=gpu.unified)
 
 
 def runtime_of(spec: ModelSpec, options: EngineOptions) -> Runtime:

@@ -28,13 +28,15 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk):
             h = hidden[start:start + chunk]
             t = targets[start:start + chunk]
+            # in the weights' dtype (bf16 on a GPU: the tensor cores' rate, float32
+            # accumulation), then the softmax in float32 whatever the base
             logits = (h @ weight.T).float()
             squash = None
             if softcap:
                 squash = torch.tanh(logits / softcap)
                 logits = squash * softcap
             lse = torch.logsumexp(logits, dim=-1)
-            rows = torch.arange(t.shape[0])
+            rows = torch.arange(t.shape[0], device=logits.device)
             total += (lse - logits[rows, t]).sum()
             if grad is not None:
                 # d(loss)/d(logits) = softmax - onehot, computed in place over the logits buffer

@@ -20,6 +20,7 @@ from typing import Any
 from deskai.errors import TrainingError
 from deskai.store import Store, resolve_model_path
 from deskai.store.atomic import fsync_dir
+from deskai.tune.device import CPU, TrainDevice
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -92,16 +93,21 @@ def _dequantize_into(gguf: Path, target: Path) -> None:
 
 
 def load_for_training(base: BaseModel, *, rank: int, alpha: float, dropout: float,
-                      targets: tuple[str, ...] = LORA_TARGETS) -> Any:
-    """The base in float32 with fresh LoRA adapters on ``targets`` (everything else frozen)."""
+                      targets: tuple[str, ...] = LORA_TARGETS, device: TrainDevice = CPU) -> Any:
+    """The base in ``device.base_dtype`` with fresh float32 LoRA adapters on ``targets``
+    (everything else frozen), on ``device.device``."""
     torch = require_torch()
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(base.hf_dir), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(base.hf_dir),
+                                                 dtype=getattr(torch, device.base_dtype))
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    # The adapters are initialised here, on the CPU from its seeded generator, so a run starts
+    # from the same LoRA weights on any device; autocast keeps them float32 over a bf16 base.
+    peft_model = get_peft_model(model, config, autocast_adapter_dtype=True)
+    return peft_model.to(device.device)
 
 
 def decoder_and_head(peft_model: Any) -> tuple[Any, Any, float | None]:

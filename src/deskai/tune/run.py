@@ -17,6 +17,7 @@ from deskai import config as settings
 from deskai.errors import TrainingError
 from deskai.store import Manifest, Store, parse_model_name
 from deskai.tune.data import load_dataset
+from deskai.tune.device import pick_device
 from deskai.tune.model import load_for_training, require_torch, resolve_base
 from deskai.tune.template import (
     LlamaCppTokenizer,
@@ -56,11 +57,15 @@ def split_validation(samples: list[Sample], fraction: float,
 def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConfig, *,
          max_length: int = 1024, val_fraction: float = 0.05, resume: bool = False,
          on_event: EventCallback | None = None, register: bool = True,
-         merge: bool = False, restart: bool = False) -> TuneOutcome:
-    """Fine-tune ``base`` on ``data`` and list the result as ``name``."""
+         merge: bool = False, restart: bool = False, device: str = "auto") -> TuneOutcome:
+    """Fine-tune ``base`` on ``data`` and list the result as ``name``.
+
+    ``device`` is auto (the GPU when torch sees one), cpu, cuda or cuda:N.
+    """
     parse_model_name(name)  # refuse a bad name before an hour of training
     dataset = load_dataset(data)  # and malformed data before loading any weights
     torch = require_torch()
+    placement = pick_device(device)  # and a GPU that is not there
     torch.set_num_threads(config.threads or settings.threads())
     base_model = resolve_base(store, base)
     if base_model.gguf is None:
@@ -78,8 +83,10 @@ def tune(store: Store, base: str, data: str | Path, name: str, config: TrainConf
     _start_fresh_or_resume(run_dir, name, resume=resume, restart=restart)
     torch.manual_seed(config.seed)  # the LoRA initialisation is part of the run's identity
     model = load_for_training(base_model, rank=config.rank, alpha=config.alpha,
-                              dropout=config.dropout)
-    identity = {"base_digest": base_model.digest, "data_sha256": dataset.sha256}
+                              dropout=config.dropout, device=placement)
+    # the base's precision changes the arithmetic: a bf16 (GPU) run resumes only in bf16
+    identity = {"base_digest": base_model.digest, "data_sha256": dataset.sha256,
+                "base_dtype": placement.base_dtype}
     trainer = Trainer(model, train, val, config, run_dir, on_event, identity=identity)
     result = trainer.run(resume=resume)
     shutil.rmtree(trainer.checkpoints, ignore_errors=True)  # finished: nothing to resume

@@ -130,7 +130,7 @@ def row_loss(body: Any, head: Any, softcap: float | None, samples: list[Sample],
     """Mean loss of one packed row, its trained-token count and its total token count."""
     from deskai.tune.loss import chunked_cross_entropy
 
-    ids, labels, positions = row_tensors(samples, row)
+    ids, labels, positions = (t.to(head.device) for t in row_tensors(samples, row))
     hidden = body(input_ids=ids, position_ids=positions).last_hidden_state
     loss, count = chunked_cross_entropy(hidden, head, labels, chunk=chunk, softcap=softcap)
     return loss, count, ids.shape[1]
@@ -172,6 +172,7 @@ class Trainer:
         self.events_path = run_dir / "events.jsonl"
         self._on_event = on_event
         self.body, self.head, self.softcap = decoder_and_head(model)
+        self.device = self.head.device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
@@ -199,7 +200,8 @@ class Trainer:
                                        self.config)
         self.emit("start", total_steps=len(self.plan), resumed_from=self.step if resumed else None,
                   train_samples=len(self.train_samples), val_samples=len(self.val_samples),
-                  val_loss=self.val_before)
+                  val_loss=self.val_before, device=str(self.device),
+                  base_dtype=str(self.head.dtype).removeprefix("torch."))
         self.model.train()
         started, tokens_at_start, first_step = time.monotonic(), self.tokens, self.step
         while self.step < len(self.plan):
@@ -251,17 +253,20 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         torch = self.torch
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.device.type == "cuda":  # dropout on the GPU draws from the GPU's generator
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
             "step": self.step,
             "tokens": self.tokens,
             "losses": self.losses,
             "val_before": self.val_before,
             "fingerprint": self.fingerprint(),
-            "lora": {k: v.detach().clone() for k, v in self.model.named_parameters()
+            "lora": {k: v.detach().to("cpu", copy=True) for k, v in self.model.named_parameters()
                      if v.requires_grad},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "rng": rng,
         }
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         final = self.checkpoints / f"step-{self.step:07d}.pt"
@@ -279,7 +284,9 @@ class Trainer:
         found = sorted(self.checkpoints.glob("step-*.pt")) if self.checkpoints.is_dir() else []
         if not found:
             return False
-        state = self.torch.load(found[-1], weights_only=False)
+        # onto the CPU first, so loading never needs the device the checkpoint was written on;
+        # copy_ and the optimizer's load_state_dict bring each tensor to its parameter's device
+        state = self.torch.load(found[-1], map_location="cpu", weights_only=False)
         if state["fingerprint"] != self.fingerprint():
             raise TrainingError(f"{found[-1]} was written with other settings "
                                 f"({_diff(state['fingerprint'], self.fingerprint())}); "
@@ -291,6 +298,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            self.torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         random.setstate(state["rng"]["python"])
         self.step, self.tokens = state["step"], state["tokens"]
         self.losses, self.val_before = state["losses"], state["val_before"]
