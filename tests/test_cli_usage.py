@@ -47,6 +47,7 @@ def test_discovery_walks_nested_groups() -> None:
     assert {(), ("list",), ("serve",), ("plan",), ("plan", "train")} <= set(COMMANDS)
 
 
+@pytest.mark.slow  # a process per command: the sweep belongs with the long tests
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "deskai")
 def test_every_command_refuses_a_bogus_option(path: tuple[str, ...], deskai_home: Path) -> None:
     # parsing fails before any command body runs, so no model loads and no server starts
