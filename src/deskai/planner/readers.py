@@ -158,32 +158,97 @@ def read_hf_config(path: str | os.PathLike[str]) -> Architecture:
     return architecture_from_hf_config(config, name=file_path.parent.name or "config")
 
 
-#: The hyperparameters every config must give, by transformers' names: most families use the
-#: first; GPT-2 and the configs modelled on it (GPT-J, CodeGen, BLOOM...) the second.
+#: The hyperparameters every config must give, under each name a family uses: transformers'
+#: Llama-style names first; then GPT-2 / GPT-J / BLOOM / Falcon (RW) names, MPT's, Megatron's.
 _HF_REQUIRED: dict[str, tuple[str, ...]] = {
-    "hidden": ("hidden_size", "n_embd"),
-    "heads": ("num_attention_heads", "n_head"),
-    "layers": ("num_hidden_layers", "n_layer"),
-    "vocab": ("vocab_size",),
+    "hidden": ("hidden_size", "n_embd", "n_embed"),
+    "heads": ("num_attention_heads", "n_head", "n_heads"),
+    "layers": ("num_hidden_layers", "n_layer", "n_layers", "num_layers"),
+    "vocab": ("vocab_size", "padded_vocab_size"),
 }
+#: MPT names its width ``d_model``; so do encoder-decoders (T5, BART, Whisper) and DBRX's
+#: mixture of experts, which would be misread as dense decoders, so only MPT's is taken.
+_MPT_HIDDEN = "d_model"
+
+#: Families whose FFN is two matrices (up, activation, down), not gated (gate, up, down): the
+#: MLP classes of transformers' modeling files (GPT2MLP, GPTJMLP, GPTNeoXMLP, FalconMLP,
+#: MptMLP, BloomMLP, OPT's fc1/fc2, GPTBigCodeMLP, PhiMLP, Starcoder2MLP, NemotronMLP...).
+_UNGATED_FAMILIES = frozenset({
+    "gpt2", "gpt_neo", "gptj", "gpt_neox", "codegen", "gpt_bigcode", "falcon", "RefinedWeb",
+    "RefinedWebModel", "mpt", "bloom", "opt", "phi", "starcoder2", "nemotron"})
+#: Families whose config class keeps PretrainedConfig's default ``tie_word_embeddings=True``,
+#: so their config.json may leave the key out (checked against transformers 5.24's classes);
+#: Llama-style classes default to untied.
+_TIED_BY_DEFAULT = frozenset({
+    "gpt2", "gpt_neo", "gpt_bigcode", "falcon", "RefinedWeb", "RefinedWebModel", "mpt", "bloom",
+    "opt", "starcoder2", "gemma", "gemma2", "gemma3", "gemma3_text"})
+#: Keys only Megatron-LM / NeMo exports have (they carry no ``model_type``).
+_MEGATRON_KEYS = ("num_layers", "ffn_hidden_size", "num_query_groups", "kv_channels",
+                  "encoder_seq_length", "seq_length")
+#: NeMo's gated activations (``activation``); its others (gelu, squared-relu) are two matrices.
+_NEMO_GATED = frozenset({"swiglu", "geglu", "reglu"})
+
+#: A multimodal config's ``text_config`` lists only what differs from its class's defaults
+#: (transformers' save_pretrained diffs nested configs): Gemma 3 4B's omits its heads, KV heads,
+#: head_dim and vocabulary; Llava 1.5's all but the vocabulary. The defaults of the classes
+#: such configs nest, from transformers' configuration_*.py (checked against 5.24).
+_TEXT_CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+              "num_hidden_layers": 32, "num_attention_heads": 32,
+              "max_position_embeddings": 2048, "tie_word_embeddings": False},
+    "mistral": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336,
+                "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+                "max_position_embeddings": 131072, "tie_word_embeddings": False},
+    "gemma2": {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216,
+               "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+               "head_dim": 256, "max_position_embeddings": 8192, "sliding_window": 4096,
+               "sliding_window_pattern": 2, "tie_word_embeddings": True},
+    "gemma3_text": {"vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216,
+                    "num_hidden_layers": 26, "num_attention_heads": 8,
+                    "num_key_value_heads": 4, "head_dim": 256,
+                    "max_position_embeddings": 131072, "sliding_window": 4096,
+                    "sliding_window_pattern": 6, "tie_word_embeddings": True},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UngatedFFNArchitecture(Architecture):
+    """An architecture whose dense FFN is two matrices (GPT-2, GPT-J, NeoX, Falcon, MPT, BLOOM,
+    OPT...). ``Architecture`` counts three (gated) and has no field saying otherwise."""
+
+    def ffn_params(self, layer: int, *, active: bool = False) -> int:
+        if self.is_moe_layer(layer):
+            return Architecture.ffn_params(self, layer, active=active)
+        return 2 * self.hidden * self.ffn
+
+
+def _first(config: dict[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` the config sets (not null), else None."""
+    return next((config[k] for k in keys if config.get(k) is not None), None)
+
+
+def _hf_names(field: str, family: str) -> tuple[str, ...]:
+    names = _HF_REQUIRED[field]
+    return (*names, _MPT_HIDDEN) if field == "hidden" and family == "mpt" else names
 
 
 def _hf_required(config: dict[str, Any], name: str) -> dict[str, int]:
     """The required hyperparameters as positive ints; a one-line error names any missing."""
-    found = {field: next((config[k] for k in keys if config.get(k) is not None), None)
-             for field, keys in _HF_REQUIRED.items()}
-    missing = [_hf_key_names(field) for field, value in found.items() if value is None]
+    family = str(config.get("model_type", ""))
+    names = {field: _hf_names(field, family) for field in _HF_REQUIRED}
+    found = {field: _first(config, *keys) for field, keys in names.items()}
+    missing = [_hf_key_names(names[field]) for field, value in found.items() if value is None]
     if missing:
         raise UnknownArchitectureError(
             f"{name}: config.json has no {', '.join(missing)}, which the planner needs")
-    return {field: _positive_int(value, _hf_key_names(field), name)
+    return {field: _positive_int(value, _hf_key_names(names[field]), name)
             for field, value in found.items()}
 
 
-def _hf_key_names(field: str) -> str:
-    """``hidden_size (or n_embd)``: a field's keys as an error message names them."""
-    first, *others = _HF_REQUIRED[field]
-    return first + "".join(f" (or {other})" for other in others)
+def _hf_key_names(names: tuple[str, ...]) -> str:
+    """``hidden_size (or n_embd, n_embed)``: a field's keys as an error message names them."""
+    first, *others = names
+    return f"{first} (or {', '.join(others)})" if others else first
 
 
 def _positive_int(value: Any, key: str, name: str) -> int:
@@ -195,31 +260,102 @@ def _positive_int(value: Any, key: str, name: str) -> int:
         f"{name}: config.json's {key} must be a positive integer, got {value!r}")
 
 
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The language model's keys: a multimodal ``text_config`` over its class's defaults."""
+    text = config.get("text_config")
+    if not isinstance(text, dict) or not text:
+        return config
+    return {**_TEXT_CONFIG_DEFAULTS.get(str(text.get("model_type", "")), {}), **text}
+
+
+def _nested(config: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested table such as MPT's ``attn_config``, or an empty one."""
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _is_megatron(config: dict[str, Any]) -> bool:
+    return not config.get("model_type") and any(k in config for k in _MEGATRON_KEYS)
+
+
+def _hf_kv_heads(config: dict[str, Any], heads: int) -> int:
+    """KV heads under every family's names: GQA, Falcon's and StarCoder's multi-query, MPT's
+    ``attn_config``, Megatron's query groups."""
+    # Falcon: multi_query means one KV head unless the new decoder architecture (40B, 180B)
+    # gives num_kv_heads (transformers' FalconAttention); GPTBigCode's multi_query is one.
+    if config.get("multi_query") and not config.get("new_decoder_architecture"):
+        return 1
+    if config.get("group_query_attention") is False:  # Megatron-LM ignores num_query_groups
+        return heads
+    attn = _nested(config, "attn_config")
+    mpt_type = attn.get("attn_type")
+    if mpt_type == "multiquery_attention":
+        return 1
+    mpt_kv = attn.get("kv_n_heads") if mpt_type == "grouped_query_attention" else None
+    return int(_first(config, "num_key_value_heads", "num_kv_heads", "n_head_kv",
+                      "num_query_groups") or mpt_kv or heads)
+
+
+def _hf_ffn(config: dict[str, Any], hidden: int) -> int:
+    """The FFN width: given outright (Llama, GPT-2/J, OPT, Falcon, Megatron, MPT's ffn_config),
+    as MPT's ``expansion_ratio`` x width, else GPT-2's default of 4 x width."""
+    explicit = _first(config, "intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size") \
+        or _nested(config, "ffn_config").get("ffn_hidden_size")
+    if explicit:
+        return int(explicit)
+    return int(float(config.get("expansion_ratio") or 4) * hidden)
+
+
+def _hf_gated(config: dict[str, Any]) -> bool:
+    """Whether the FFN is gated (three matrices): by family, or by a Megatron/NeMo export's
+    ``swiglu`` / ``gated_linear_unit`` / ``activation`` (Megatron's default GELU is not)."""
+    if _is_megatron(config):
+        activation = str(config.get("activation") or "").removeprefix("fast-")
+        return bool(config.get("gated_linear_unit") or config.get("swiglu")
+                    or activation in _NEMO_GATED)
+    if _nested(config, "ffn_config").get("ffn_type") == "mptglu":  # llm-foundry's gated MPT
+        return True
+    return str(config.get("model_type", "")) not in _UNGATED_FAMILIES
+
+
+def _hf_tied(config: dict[str, Any]) -> bool:
+    """Whether the LM head is the embedding: the config's key (NeMo's and Megatron-LM's too),
+    else the family's default."""
+    if config.get("tie_word_embeddings") is not None:
+        return bool(config["tie_word_embeddings"])
+    if config.get("share_embeddings_and_output_weights") is not None:  # NeMo
+        return bool(config["share_embeddings_and_output_weights"])
+    if config.get("untie_embeddings_and_output_weights") is not None:  # Megatron-LM
+        return not config["untie_embeddings_and_output_weights"]
+    return _is_megatron(config) or str(config.get("model_type", "")) in _TIED_BY_DEFAULT
+
+
 def architecture_from_hf_config(config: dict[str, Any], *, name: str) -> Architecture:
-    """Map transformers' config keys (Llama, Qwen, Gemma, Mistral, DeepSeek, gpt-oss, GPT-2...).
+    """Map a config's keys onto an ``Architecture``: transformers' families (Llama, Qwen, Gemma,
+    Mistral, DeepSeek, gpt-oss, GPT-2, GPT-J, GPT-NeoX, Falcon, MPT, BLOOM, OPT...), Megatron /
+    NeMo exports, and the ``text_config`` of multimodal ones (Gemma 3, Llava).
 
     A config without the shapes the planner needs raises ``UnknownArchitectureError`` naming
     the missing keys.
     """
-    text = config.get("text_config") or config  # multimodal configs nest the decoder
+    text = _text_config(config)
     required = _hf_required(text, name)
     hidden, heads = required["hidden"], required["heads"]
-    head_dim = int(text.get("head_dim") or hidden // heads)
+    head_dim = int(_first(text, "head_dim", "kv_channels") or hidden // heads)
     window = int(text.get("sliding_window") or 0)
     pattern = _hf_swa_pattern(text)
     experts = int(text.get("num_local_experts") or text.get("n_routed_experts")
                   or text.get("num_experts") or 0)
     model_type = str(text.get("model_type", ""))
-    return Architecture(
+    kind = Architecture if _hf_gated(text) else UngatedFFNArchitecture
+    return kind(
         name=str(text.get("_name_or_path") or name), family=model_type,
         layers=required["layers"], hidden=hidden, heads=heads,
-        kv_heads=int(text.get("num_key_value_heads") or heads), head_dim=head_dim,
-        ffn=int(text.get("intermediate_size") or text.get("n_inner") or 4 * hidden),
+        kv_heads=_hf_kv_heads(text, heads), head_dim=head_dim, ffn=_hf_ffn(text, hidden),
         vocab=required["vocab"],
-        context=int(text.get("max_position_embeddings") or text.get("n_positions")
-                    or text.get("n_ctx") or 4096),
-        # GPT2Config keeps transformers' default (tied), so its config.json omits the key
-        tied=bool(text.get("tie_word_embeddings", model_type == "gpt2")),
+        context=int(_first(text, "max_position_embeddings", "n_positions", "max_seq_len",
+                           "seq_length", "encoder_seq_length", "n_ctx") or 4096),
+        tied=_hf_tied(text),
         qkv_bias=bool(text.get("attention_bias", False)),
         experts=experts,
         active_experts=int(text.get("num_experts_per_tok") or text.get("experts_per_token")

@@ -11,8 +11,9 @@ is compute-bound: ``peak FLOP/s x efficiency / FLOPs per token`` (the LM head on
 prompt, as llama.cpp computes only the last token's logits), unless reading the weights once
 per micro-batch takes longer.
 
-The efficiencies are stated constants, not fitted per model; docs/planner.md compares the
-predictions with measurements on this machine and with published figures, misses included.
+The efficiencies are stated constants, not fitted per model (the one for sub-6-bit formats is
+calibrated once on published llama.cpp runs); docs/planner.md compares the predictions with
+measurements on this machine and with published figures, misses included.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ from deskai.planner.readers import ModelFile
 #: and vLLM reach 70-80% of HBM/GDDR peak in decode; unified LPDDR the same; CPUs: the
 #: catalog lists theoretical DRAM figures, of which a decode loop streams about 60%.
 BANDWIDTH_EFFICIENCY: dict[str, float] = {"gpu": 0.75, "unified": 0.75, "cpu": 0.6}
+#: Formats under 6 bits per weight (q5_k_m and below, q4_0, MXFP4, NVFP4) decode further below
+#: the roofline on GPUs and unified memory: each byte holds twice the weights of q8_0 to unpack.
+#: Calibrated, not assumed: the mean efficiency four published 4-bit llama.cpp runs imply
+#: (DGX Spark: gpt-oss-20b/120b MXFP4, Gemma 3 4B Q4_0; RTX 3090: Llama 3 8B Q4_0), where
+#: Q8_0 runs keep ~0.75; docs/planner.md, "Decode efficiency", has the runs and sources.
+LOW_BIT_BANDWIDTH_EFFICIENCY: dict[str, float] = {"gpu": 0.67, "unified": 0.67}
+LOW_BIT_MAX_BITS = 6.0
 #: For a machine whose bandwidth was *measured* (``deskai hw``) the copy benchmark already
 #: paid the losses; decode streams nearly as well as a copy.
 MEASURED_BANDWIDTH_EFFICIENCY = 0.9
@@ -49,6 +57,23 @@ def _bandwidth_efficiency(device: Accelerator) -> float:
     if device.key == "local":
         return MEASURED_BANDWIDTH_EFFICIENCY
     return BANDWIDTH_EFFICIENCY.get(device.kind, 0.6)
+
+
+def decode_bandwidth_efficiency(device: Accelerator, bits_per_weight: float) -> float:
+    """The share of bandwidth a decode step streams at, lower for sub-6-bit formats."""
+    if device.key != "local" and bits_per_weight < LOW_BIT_MAX_BITS \
+            and device.kind in LOW_BIT_BANDWIDTH_EFFICIENCY:
+        return LOW_BIT_BANDWIDTH_EFFICIENCY[device.kind]
+    return _bandwidth_efficiency(device)
+
+
+def bits_per_weight(arch: Architecture, *, quant: Quant | None,
+                    model_file: ModelFile | None) -> float:
+    """The format's average bits per weight: the quantization's, or the file's own."""
+    if quant is not None or model_file is None:
+        assert quant is not None
+        return quant.bits
+    return model_file.weight_bytes * 8 / max(arch.params, 1)
 
 
 def attention_flops_per_token(arch: Architecture, depth: int) -> float:
@@ -95,7 +120,9 @@ def speed(arch: Architecture, device: Accelerator, runtime: Runtime, *,
         dtype = "fp32"  # llama.cpp's CPU path: quantized dot products, f32 accumulation
     peak = device.flops(dtype) * COMPUTE_EFFICIENCY.get(device.kind, 0.4)
     flops_token = 2 * arch.active_params + attention_flops_per_token(arch, position)
-    memory_time = step_bytes / (device.memory_bandwidth * _bandwidth_efficiency(device))
+    bits = bits_per_weight(arch, quant=quant, model_file=model_file)
+    memory_time = step_bytes / (device.memory_bandwidth
+                                * decode_bandwidth_efficiency(device, bits))
     compute_time = batch * flops_token / peak
     decode = batch / max(memory_time, compute_time)
 
