@@ -42,6 +42,7 @@ def test_arguments() -> None:
     assert missing_out.returncode == 2 and "--out" in missing_out.stderr
 
 
+@pytest.mark.slow  # seconds of real work (a GGUF written, llama.cpp run)
 def test_dry_run_checks_every_precondition_and_prints_the_plan(tmp_path: Path) -> None:
     done = script("run", "--dry-run", "--out", str(tmp_path))
     checked = {line[4:].split()[0] for line in done.stdout.splitlines()
@@ -72,6 +73,7 @@ def test_q4_k_m_mix_is_llama_cpps() -> None:
     assert sum(t.nbytes for t in plan) == pytest.approx(4.92e9, rel=0.01)
 
 
+@pytest.mark.slow  # seconds of real work (a GGUF written, llama.cpp run)
 @needs_sdist
 def test_shaped_gguf_has_llama3_8b_header(tmp_path: Path) -> None:
     out = tmp_path / "one-layer.gguf"
@@ -90,6 +92,7 @@ def test_shaped_gguf_has_llama3_8b_header(tmp_path: Path) -> None:
     assert model.weight_bytes == written and model.quantization == "q4_k_m"
 
 
+@pytest.mark.slow  # seconds of real work (a GGUF written, llama.cpp run)
 @needs_sdist
 def test_llama_cpp_runs_the_random_blocks(tmp_path: Path) -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
