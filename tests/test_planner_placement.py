@@ -90,3 +90,30 @@ def test_hw_says_whether_this_build_can_offload() -> None:
     offload = json.loads(done.stdout)["offload"]
     assert offload["build_offloads"] is False  # llama-cpp-python built for the CPU here
     assert offload["fix"] is None  # and no GPU that a rebuild would reach
+
+
+def test_the_split_adds_up_to_what_llama_cpp_logs(real_gguf: Path) -> None:
+    """Gemma 3 270M, 4 slots of 2,048 tokens in one KV buffer: llama-server -c 8192 -np 4
+    --kv-unified -v logs "CPU_Mapped model buffer size = 235.16 MiB", "CPU KV buffer size =
+    24.00 MiB" + "37.50 MiB" (full and windowed layers) and "CPU compute buffer size = 28.27
+    MiB". With every layer offloaded, the placement's device share is those weights (less the
+    embeddings, which stay on the host, plus the output layer's copy), that KV cache, and a
+    compute buffer of the same order, plus the CUDA context."""
+    from deskai.planner.memory import CUDA_CONTEXT_BYTES
+    from deskai.planner.placement import _LayerBytes
+    from deskai.planner.readers import read_gguf
+
+    model = read_gguf(real_gguf)
+    runtime = Runtime(context=2048, batch=4, kv_unified=True, flash_attn=True)
+    parts = _LayerBytes.of(model.architecture, runtime, model, None)
+    mib = 2**20
+    kv = 61.5 * mib
+    weights = sum(parts.per_layer) - kv + model.embedding_bytes  # repeating + embeddings
+    assert weights == pytest.approx(235.16 * mib, abs=0.01 * mib)
+    assert parts.output == model.embedding_bytes  # tied: the device gets its own copy
+    compute = parts.compute - CUDA_CONTEXT_BYTES
+    assert 0.3 * 28.27 * mib < compute < 3 * 28.27 * mib
+    everything = place(model.architecture, runtime, Device("simulated", 80 * GiB),
+                       requested="all", model_file=model)
+    assert everything.device_bytes == pytest.approx(
+        sum(parts.per_layer) + parts.output + parts.compute)

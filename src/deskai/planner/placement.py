@@ -152,7 +152,10 @@ class _LayerBytes:
         kv = [element * arch.kv_elements_per_token(i) * kv_cells(arch, i, runtime)
               for i in range(arch.layers)]
         per_layer = [repeating / max(arch.layers, 1) + kv_layer for kv_layer in kv]
-        compute = compute_buffer_bytes(arch, runtime) + CUDA_CONTEXT_BYTES
+        # llama.cpp reserves the graph for one logits row per sequence, not the worst case of
+        # every token an output (a 262k vocabulary would add half a GiB that is never used)
+        compute = compute_buffer_bytes(arch, runtime, outputs=runtime.batch) \
+            + CUDA_CONTEXT_BYTES
         return cls(per_layer, output, compute, memory.total + CUDA_CONTEXT_BYTES)
 
     def on_device(self, layers: int) -> float:
