@@ -20,19 +20,15 @@ from typing import Any, Protocol
 import anyio
 
 from deskai.errors import InvalidInputError
+from deskai.frontend.tools import Tool
 
 DEFAULT_CALL_TIMEOUT = 60.0
 # what one result may add to the conversation; a small model's context is a few thousand tokens
 DEFAULT_MAX_RESULT_CHARS = 16_000
 
 
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """One tool as its source describes it: a name, what it does, a JSON schema of arguments."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
+ToolSpec = Tool
+"""One tool as its source describes it (the frontend's ``Tool``: the same three facts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +96,7 @@ class Toolbox:
 
     def tools(self) -> list[dict[str, Any]]:
         """Every tool in OpenAI's function-tool shape, under the name ``call`` takes."""
-        return [{"type": "function", "function": {"name": name, "description": spec.description,
-                                                  "parameters": spec.parameters}}
-                for name, (_, spec) in self._table.items()]
+        return [spec.function(name) for name, (_, spec) in self._table.items()]
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         """Run tool ``name``; every failure is an error result, never an exception."""

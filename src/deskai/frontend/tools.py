@@ -34,9 +34,18 @@ _HERMES_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """A function a model may call: its name, what it does, a JSON schema of its arguments."""
+
     name: str
     description: str
     parameters: dict[str, Any]
+
+    def function(self, name: str | None = None) -> dict[str, Any]:
+        """The tool in OpenAI's function-tool shape (under ``name`` when it is exposed under
+        another one)."""
+        return {"type": "function", "function": {"name": name or self.name,
+                                                 "description": self.description,
+                                                 "parameters": self.parameters}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +232,8 @@ def _whole_calls_before_the_cut(text: str) -> list[Any]:
     opening = re.match(r'\{\s*"tool_calls"\s*:\s*\[\s*', text)
     if opening is None:
         return []
-    decoder, position, calls = json.JSONDecoder(), opening.end(), []
+    decoder, position = json.JSONDecoder(), opening.end()
+    calls: list[Any] = []
     while True:
         try:
             call, position = decoder.raw_decode(text, position)

@@ -62,6 +62,13 @@ class Placement:
     flash_attn: bool         # llama.cpp's -fa on a GPU (fewer bytes, faster attention)
     device: str | None = None
     note: str = ""
+    unified: bool = False    # the device's bytes are host memory too
+
+    @property
+    def host_memory_bytes(self) -> float:
+        """What the placement takes from host memory: the host share, and on a unified
+        device the device share as well."""
+        return self.host_bytes + (self.device_bytes if self.unified else 0.0)
 
     @property
     def kv_on_device(self) -> bool:
@@ -120,7 +127,7 @@ def place(arch: Architecture, runtime: Runtime, device: Device | None, *,
     on_device = sizes.on_device(layers)
     note = "unified memory: the device's bytes are host memory" if device.unified else ""
     return Placement(layers, arch.layers, on_device, sizes.total - on_device, True,
-                     device.name, note)
+                     device.name, note, unified=device.unified)
 
 
 def _on_cpu(arch: Architecture, runtime: Runtime, model_file: ModelFile | None,

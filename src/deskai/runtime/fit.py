@@ -74,8 +74,7 @@ def check_fits(spec: ModelSpec, options: EngineOptions, gpu_layers: GpuLayers = 
                     spec.path.name, exc)
         return options
     free = free_bytes()
-    unified = placement.note.startswith("unified")
-    host = placement.host_bytes + (placement.device_bytes if unified else 0.0)
+    host = placement.host_memory_bytes
     if host > free:
         raise InsufficientMemoryError(
             f"{spec.name} needs {_gib(host)} of memory ({spec.architecture}, "

@@ -50,9 +50,7 @@ class ServerTools:
     by_name: dict[str, tuple[str, ToolSpec]]  # call name → (server label, tool)
 
     def chat_tools(self) -> list[dict[str, Any]]:
-        return [{"type": "function", "function": {"name": name, "description": spec.description,
-                                                  "parameters": spec.parameters}}
-                for name, (_, spec) in self.by_name.items()]
+        return [spec.function(name) for name, (_, spec) in self.by_name.items()]
 
     def list_items(self) -> list[Item]:
         """One ``mcp_list_tools`` item per server, as OpenAI's API starts its output."""

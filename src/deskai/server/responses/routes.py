@@ -295,16 +295,10 @@ class ResponseEvents:
                             output_index=0, content_index=0, part=convert.text_part(text)),
                 self._event("response.output_item.done", output_index=0, item=item)]
 
-    def _call_events(self, index: int, call: Any, output: list[Item]) -> list[str]:
-        started = convert.function_call_item(call, arguments="", status="in_progress")
-        item = {**started, "arguments": call.arguments, "status": "completed"}
+    def _call_events(self, index: int, call: ToolCall, output: list[Item]) -> list[str]:
+        item = convert.function_call_item(call)
         output.append(item)
-        return [self._event("response.output_item.added", output_index=index, item=started),
-                self._event("response.function_call_arguments.delta", item_id=item["id"],
-                            output_index=index, delta=call.arguments),
-                self._event("response.function_call_arguments.done", item_id=item["id"],
-                            output_index=index, arguments=call.arguments),
-                self._event("response.output_item.done", output_index=index, item=item)]
+        return self._item_events(index, item)
 
     @classmethod
     def replay(cls, response: Item) -> list[str]:
@@ -333,14 +327,17 @@ class ResponseEvents:
                     self._event("response.content_part.done", **where,
                                 part=convert.text_part(text)),
                     self._event("response.output_item.done", output_index=index, item=item)]
-        extra = []
-        if item["type"] == "function_call":
-            extra = [self._event("response.function_call_arguments.delta", item_id=item["id"],
-                                 output_index=index, delta=item["arguments"]),
-                     self._event("response.function_call_arguments.done", item_id=item["id"],
-                                 output_index=index, arguments=item["arguments"])]
-        return [self._event("response.output_item.added", output_index=index, item=item),
-                *extra, self._event("response.output_item.done", output_index=index, item=item)]
+        if item["type"] != "function_call":
+            return [self._event("response.output_item.added", output_index=index, item=item),
+                    self._event("response.output_item.done", output_index=index, item=item)]
+        # a call opens with empty arguments, which then arrive as deltas
+        started = {**item, "arguments": "", "status": "in_progress"}
+        return [self._event("response.output_item.added", output_index=index, item=started),
+                self._event("response.function_call_arguments.delta", item_id=item["id"],
+                            output_index=index, delta=item["arguments"]),
+                self._event("response.function_call_arguments.done", item_id=item["id"],
+                            output_index=index, arguments=item["arguments"]),
+                self._event("response.output_item.done", output_index=index, item=item)]
 
     def _event(self, kind: str, **fields: Any) -> str:
         payload = {"type": kind, "sequence_number": next(self._sequence), **fields}
