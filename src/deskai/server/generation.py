@@ -13,11 +13,13 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from deskai.engine.sampling import SamplingParams
 from deskai.engine.types import Delta, FinishReason, TokenLogprobs
@@ -185,6 +187,37 @@ async def _cancel_on_disconnect(http_request: Request, stream: DeltaStream,
     while not await http_request.is_disconnected():
         await asyncio.sleep(interval)
     stream.close()
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streamed answer whose ``close`` runs exactly once however it ends — its chunks all
+    sent, the stream broken, or a client gone before the first chunk (a generator that never
+    started never runs its ``finally``). The one place a streamed request gives back its
+    generation and its lease, for every API's stream."""
+
+    def __init__(self, content: AsyncIterator[str], close: Callable[[], None], *,
+                 media_type: str) -> None:
+        self._close: Callable[[], None] | None = close
+        super().__init__(self._closing(content), media_type=media_type,
+                         headers={"Cache-Control": "no-cache"})
+
+    async def _closing(self, content: AsyncIterator[str]) -> AsyncIterator[str]:
+        try:
+            async for chunk in content:
+                yield chunk
+        finally:
+            self._close_once()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close_once()
+
+    def _close_once(self) -> None:
+        close, self._close = self._close, None
+        if close is not None:
+            close()
 
 
 def record_usage(http_request: Request, delta: Delta) -> None:

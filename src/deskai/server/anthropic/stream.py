@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from deskai.engine.types import Delta, FinishReason
 from deskai.errors import DeskaiError, EngineError
 from deskai.frontend.tools import ToolCall, ToolPlan, output_mode, parse_tool_calls
 from deskai.server.errors import anthropic_error_body
-from deskai.server.generation import DeltaStream
+from deskai.server.generation import ClosingStreamingResponse, DeltaStream
 
 log = logging.getLogger("deskai.server")
 
@@ -214,34 +213,14 @@ def sse(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-class _ClosingStreamingResponse(StreamingResponse):
-    """Runs ``close`` however the response ends: a client that leaves before the first event
-    would otherwise leave the events' generator unstarted, and its ``finally`` never runs."""
-
-    def __init__(self, content: AsyncIterator[str], close: Callable[[], None]) -> None:
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache"})
-        self._close = close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._close()
-
-
 def sse_response(turn: MessageEvents, stream: DeltaStream, *,
                  on_close: Callable[[], None]) -> StreamingResponse:
     """The turn's events as SSE. When the stream ends or the client leaves, the generation is
     cancelled and ``on_close`` runs, once."""
-    closed = False
 
     def close() -> None:
-        nonlocal closed
-        if not closed:
-            closed = True
-            stream.close()
-            on_close()
+        stream.close()
+        on_close()
 
     async def lines() -> AsyncIterator[str]:
         try:
@@ -256,7 +235,5 @@ def sse_response(turn: MessageEvents, stream: DeltaStream, *,
             log.exception("the stream of %s failed", turn.message_id)
             yield sse("error", anthropic_error_body(500, "internal server error; see the "
                                                          "server log"))
-        finally:
-            close()
 
-    return _ClosingStreamingResponse(lines(), close)
+    return ClosingStreamingResponse(lines(), close, media_type="text/event-stream")

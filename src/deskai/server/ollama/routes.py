@@ -24,7 +24,13 @@ from deskai.errors import DeskaiError
 from deskai.frontend.chat_template import template_of
 from deskai.frontend.tools import ToolPlan, output_mode
 from deskai.runtime.manager import LoadedModel, ModelManager
-from deskai.server.generation import DeltaStream, leased_model, manager_of, store_of
+from deskai.server.generation import (
+    ClosingStreamingResponse,
+    DeltaStream,
+    leased_model,
+    manager_of,
+    store_of,
+)
 from deskai.server.ollama import convert
 from deskai.server.ollama.models import (
     ChatRequest,
@@ -113,9 +119,13 @@ async def _generation(body: GenerateRequest | ChatRequest, request: Request) -> 
         stream, prompt_tokens, plan = _start(body, loaded, request)
         lines = _lines(body, stream, timings, prompt_tokens, plan)
         if body.stream:
-            manager.hold(loaded)  # released when the last line has gone out
-            return StreamingResponse(_ndjson_lines(lines, stream, manager, loaded),
-                                     media_type=NDJSON)
+            manager.hold(loaded)  # released when the response ends
+
+            def close() -> None:
+                stream.close()
+                manager.release(loaded)
+
+            return ClosingStreamingResponse(_ndjson_lines(lines), close, media_type=NDJSON)
         try:
             return JSONResponse(await _merged(lines, chat=isinstance(body, ChatRequest)))
         finally:
@@ -206,16 +216,12 @@ async def _merged(lines: AsyncIterator[dict[str, Any]], *, chat: bool) -> dict[s
     return last
 
 
-async def _ndjson_lines(lines: AsyncIterator[dict[str, Any]], stream: DeltaStream,
-                        manager: ModelManager, loaded: LoadedModel) -> AsyncIterator[str]:
+async def _ndjson_lines(lines: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
     try:
         async for line in lines:
             yield convert.ndjson(line)
     except DeskaiError as exc:  # after the 200 went out, Ollama reports errors in-stream
         yield convert.ndjson({"error": exc.message})
-    finally:
-        stream.close()
-        manager.release(loaded)
 
 
 async def _load_or_unload(body: GenerateRequest | ChatRequest, request: Request,

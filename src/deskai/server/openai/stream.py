@@ -19,7 +19,7 @@ from deskai.engine.types import Delta
 from deskai.errors import DeskaiError
 from deskai.frontend.tools import ToolPlan, output_mode, parse_tool_calls
 from deskai.server.errors import error_body
-from deskai.server.generation import DeltaStream
+from deskai.server.generation import ClosingStreamingResponse, DeltaStream
 from deskai.server.openai import convert
 from deskai.server.openai.logprobs import TokenBytes, to_chat_logprobs, to_completion_logprobs
 from deskai.server.openai.models import ToolCallDelta
@@ -111,7 +111,8 @@ Chunker = CompletionChunker | ChatChunker
 def sse_response(streams: list[DeltaStream], chunkers: list[Chunker], *, model: str,
                  chat: bool, include_usage: bool, on_close: Callable[[], None]
                  ) -> StreamingResponse:
-    """Stream every choice's chunks as SSE; ``on_close`` runs when the stream ends or breaks."""
+    """Stream every choice's chunks as SSE; the generations are cancelled and ``on_close``
+    runs when the response ends, however it ends."""
     chunk_id = convert.new_id("chatcmpl" if chat else "cmpl")
     created = convert.now()
     kind = "chat.completion.chunk" if chat else "text_completion"
@@ -137,14 +138,14 @@ def sse_response(streams: list[DeltaStream], chunkers: list[Chunker], *, model: 
         except DeskaiError as exc:
             yield convert.sse(error_body(exc.message, exc.error_type, param=exc.param,
                                          code=exc.code))
-        finally:
-            for stream in streams:
-                stream.close()
-            on_close()
         yield convert.sse("[DONE]")
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    def close() -> None:
+        for stream in streams:
+            stream.close()
+        on_close()
+
+    return ClosingStreamingResponse(events(), close, media_type="text/event-stream")
 
 
 async def _merged(streams: list[DeltaStream]) -> AsyncIterator[tuple[int, Delta]]:

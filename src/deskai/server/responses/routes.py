@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from deskai.frontend.chat_template import template_of
 from deskai.frontend.tools import ToolCall, ToolPlan, output_mode
 from deskai.runtime.manager import LoadedModel
 from deskai.server.generation import (
+    ClosingStreamingResponse,
     DeltaStream,
     generate_text,
     leased_model,
@@ -42,6 +43,7 @@ from deskai.server.responses.models import ResponseRequest
 from deskai.server.responses.store import ResponseStore, StoredResponse
 
 router = APIRouter()
+EVENT_STREAM = "text/event-stream"
 OPENAI_DEFAULT_TOP_P = 1.0
 
 
@@ -97,9 +99,14 @@ async def create_response(body: ResponseRequest, request: Request) -> Any:
         if body.stream:
             stream = DeltaStream(loaded, text, params, add_special=add_special,
                                  http_request=request)
-            manager.hold(loaded)  # released when the last event has gone out
-            return _event_stream(
-                ResponseEvents(turn, store).events(stream, lambda: manager.release(loaded)))
+            manager.hold(loaded)  # released when the response ends
+
+            def close() -> None:
+                stream.close()
+                manager.release(loaded)
+
+            return ClosingStreamingResponse(ResponseEvents(turn, store).events(stream), close,
+                                            media_type=EVENT_STREAM)
         result = await generate_text(loaded, text, params, add_special=add_special,
                                      http_request=request)
     outcome = Outcome(result.text, result.finish_reason, result.prompt_tokens,
@@ -171,11 +178,6 @@ def _round_messages(calls: list[ToolCall], made: list[Item]) -> list[dict[str, A
     return [assistant, *results]
 
 
-def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
-
-
 def _replayed(response: Item) -> StreamingResponse:
     """A finished response as the event sequence a stream of it would have sent (the server
     ran its tools between rounds, so the stream starts once the answer is known)."""
@@ -184,7 +186,8 @@ def _replayed(response: Item) -> StreamingResponse:
     async def sent() -> AsyncIterator[str]:
         for event in events:
             yield event
-    return _event_stream(sent())
+    return StreamingResponse(sent(), media_type=EVENT_STREAM,
+                             headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/v1/responses/{response_id}")
@@ -225,8 +228,7 @@ class ResponseEvents:
         self._sent: list[str] = []
         self._opened = False
 
-    async def events(self, stream: DeltaStream, on_close: Callable[[], None]
-                     ) -> AsyncIterator[str]:
+    async def events(self, stream: DeltaStream) -> AsyncIterator[str]:
         yield self._event("response.created", response=self.turn.response())
         yield self._event("response.in_progress", response=self.turn.response())
         last = None
@@ -238,9 +240,6 @@ class ResponseEvents:
         except DeskaiError as exc:
             yield self._event("error", code=exc.code, message=exc.message, param=exc.param)
             return
-        finally:
-            stream.close()
-            on_close()
         assert last is not None and last.finish_reason is not None
         outcome = Outcome("".join([*self._sent, *self._held]), last.finish_reason.value,
                           last.prompt_tokens, last.completion_tokens, last.cached_tokens)
