@@ -70,8 +70,10 @@ def test_soak_loses_nothing_and_does_not_grow(shared_home: Path) -> None:
 
 def test_the_real_server_refuses_foreign_origins_and_rebound_hosts(
         home_with_real_model: Path) -> None:
-    proc = ServerProcess(home_with_real_model, "--parallel", "1")
+    proc = ServerProcess(home_with_real_model, "--parallel", "1", "--gpu-layers", "all")
     try:
+        # --gpu-layers end to end: honoured as 0 on this CPU-only build, and said so
+        assert "all 18 layers on the CPU" in proc.log() and "cannot offload" in proc.log()
         body = b'{"source": "gemma3:270m", "destination": "csrf/planted:x"}'
         refused = httpx.post(f"{proc.url}/api/copy", content=body, headers={
             "content-type": "text/plain", "origin": "http://evil.example"})
