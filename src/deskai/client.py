@@ -48,7 +48,7 @@ class ServerClient:
         with self._http.stream("POST", path, json=body) as response:
             if response.status_code != 200:
                 response.read()
-                raise _error_from(response)
+                raise error_from(response)
             for line in response.iter_lines():
                 if not line.startswith("data: "):
                     continue
@@ -65,7 +65,7 @@ class ServerClient:
         self._http.close()
 
 
-def _error_from(response: httpx.Response) -> DeskaiError:
+def error_from(response: httpx.Response) -> DeskaiError:
     try:
         message = response.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):

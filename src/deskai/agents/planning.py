@@ -11,7 +11,7 @@ from typing import Any
 
 from deskai import config
 from deskai.errors import DeskaiError, UnknownArchitectureError
-from deskai.hardware import System, detect, load_catalog
+from deskai.hardware import target_system
 from deskai.planner import Architecture, ModelFile, fit, read_gguf
 from deskai.planner.architectures import find_catalog_model
 from deskai.store import Store, resolve_model_path
@@ -21,8 +21,9 @@ def fit_report(model: str, *, on: str | None = None, context: int | None = None,
                quant: str | None = None, batch: int = 1, store: Store | None = None
                ) -> dict[str, Any]:
     """Will ``model`` fit on ``on`` (a catalog system; default: this machine), how fast."""
-    return fit(_architecture(model, store or Store()), _system(on), context=context,
-               quant=quant, batch=batch).to_dict()
+    system = target_system(on, threads=config.threads())
+    return fit(_architecture(model, store or Store()), system, context=context, quant=quant,
+               batch=batch).to_dict()
 
 
 def _architecture(name: str, store: Store) -> Architecture | ModelFile:
@@ -37,10 +38,3 @@ def _architecture(name: str, store: Store) -> Architecture | ModelFile:
     return read_gguf(path)
 
 
-def _system(on: str | None) -> System:
-    """``on`` from the catalog, or this machine's CPU with deskai's thread count (as
-    ``deskai fit`` does)."""
-    if on:
-        return load_catalog().system(on)
-    device = detect().as_accelerator(threads=config.threads())
-    return System(key="local", name=device.name, accelerator=device, count=1, gpus_per_node=1)

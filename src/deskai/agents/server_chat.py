@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deskai.client import ServerClient, _error_from
+from deskai.client import ServerClient, error_from
 from deskai.errors import DeskaiError
 
 
@@ -21,7 +21,7 @@ class ToolChatClient(ServerClient):
                         parallel_tool_calls=parallel_tool_calls)
         response = self._http.post("/v1/chat/completions", json=body)
         if response.status_code != 200:
-            raise _error_from(response)
+            raise error_from(response)
         choices = response.json().get("choices") or []
         if not choices:
             raise DeskaiError("the server answered without a choice")

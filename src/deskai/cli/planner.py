@@ -81,16 +81,6 @@ def _catalog_table(cat: Any) -> Table:
     return table
 
 
-def _target(on: str | None) -> Any:
-    """The system ``--on`` names, or this machine (its CPU, with deskai's thread count)."""
-    from deskai.hardware import System, detect, load_catalog
-
-    if on:
-        return load_catalog().system(on)
-    device = detect().as_accelerator(threads=config.threads())
-    return System(key="local", name=device.name, accelerator=device, count=1, gpus_per_node=1)
-
-
 @app.command("fit")
 def fit_command(
     model: str = typer.Argument(None, help="A catalog model, a store name, a .gguf file or a "
@@ -110,7 +100,9 @@ def fit_command(
         raise InvalidInputError(f"batch must be a positive number, got {batch}")
     if context is not None and context <= 0:
         raise InvalidInputError(f"context must be a positive number, got {context}")
-    system = _target(on)
+    from deskai.hardware import target_system
+
+    system = target_system(on, threads=config.threads())
     if list_models:
         results = rank_catalog(system, context=context, batch=batch)
         if as_json:

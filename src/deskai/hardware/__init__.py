@@ -19,7 +19,12 @@ from deskai.hardware.gpu import (
     detect_gpus,
     offload_fix,
 )
-from deskai.hardware.local import LocalMachine, detect, measure_memory_bandwidth
+from deskai.hardware.local import (
+    LocalMachine,
+    detect,
+    measure_memory_bandwidth,
+    target_system,
+)
 
 __all__ = [
     "Accelerator",
@@ -32,6 +37,7 @@ __all__ = [
     "build_supports_offload",
     "check_offload",
     "detect",
+    "target_system",
     "detect_gpus",
     "load_catalog",
     "measure_memory_bandwidth",

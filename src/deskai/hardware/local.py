@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from deskai.hardware.catalog import Accelerator
+from deskai.hardware.catalog import Accelerator, System, load_catalog
 from deskai.hardware.gpu import GPUInfo, detect_gpus
 from deskai.hardware.gpu import nvidia_gpus as nvml_gpus
 
@@ -176,3 +176,12 @@ def detect(measure_bandwidth: bool = True) -> LocalMachine:
         gpu_driver_version=gpus.driver_version,
         cuda_driver_version=gpus.cuda_driver_version,
     )
+
+
+def target_system(on: str | None, *, threads: int) -> System:
+    """The system ``--on`` names in the catalog, or this machine (its CPU, with ``threads``):
+    what ``deskai fit`` and the agents' ``fit`` tool plan for."""
+    if on:
+        return load_catalog().system(on)
+    device = detect().as_accelerator(threads=threads)
+    return System(key="local", name=device.name, accelerator=device, count=1, gpus_per_node=1)
