@@ -10,6 +10,14 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from deskai.errors import DeskaiError
@@ -68,3 +76,10 @@ def run_app(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(run_app())
+
+
+def byte_progress() -> Progress:
+    """A transient bar over bytes, with rate and ETA (import, pull, verify)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                    transient=True)

@@ -8,17 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
-from deskai.cli._app import app, console, print_table
+from deskai.cli._app import app, byte_progress, console, print_table
 from deskai.store import (
     Manifest,
     Store,
@@ -120,9 +112,7 @@ def remove_model(name: str = typer.Argument(..., help="A model in the store.")) 
 @contextlib.contextmanager
 def _byte_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A rich progress bar over bytes (rate and ETA); yields the callback that advances it."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                        transient=True)
+    progress = byte_progress()
     task = progress.add_task(description, total=total or None)
     with progress:
         yield lambda n: progress.advance(task, n)

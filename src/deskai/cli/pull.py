@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import typer
 from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 
-from deskai.cli._app import app, console
+from deskai.cli._app import app, byte_progress, console
 from deskai.store import Store
 from deskai.store.pull import PullProgress, PullResult, pull
 
@@ -40,9 +34,7 @@ class _PullDisplay:
     """Ollama-style status lines, plus a rich bar (rate, ETA) while bytes arrive."""
 
     def __init__(self) -> None:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                  TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                                  transient=True)
+        self._progress = byte_progress()
         self._task: TaskID | None = None
 
     def __enter__(self) -> _PullDisplay:

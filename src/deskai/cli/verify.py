@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from deskai.cli._app import app, console
+from deskai.cli._app import app, byte_progress, console
 from deskai.store import BlobUse, Store
 
 EXIT_CORRUPT = 1
@@ -40,9 +32,7 @@ def verify_models(
 
 def _verify_all(store: Store, uses: tuple[BlobUse, ...]) -> list[tuple[BlobUse, str]]:
     """Each blob's problem, re-hashed under one rich bar over all their bytes (rate, ETA)."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                        transient=True)
+    progress = byte_progress()
     task = progress.add_task("verifying", total=sum(use.size for use in uses) or None)
     bad = []
     with progress:
