@@ -92,15 +92,18 @@ class LoadedModel:
         return self.engine.stats().of_adapter(self.adapter)
 
     @property
-    def busy(self) -> bool:
-        return self.engine.stats().busy
-
-    @property
     def expires_at(self) -> float | None:
         """Monotonic time after which an idle model is unloaded; None means never."""
         if self.keep_alive < 0:
             return None
         return max(self.last_used, self.engine.stats().last_used) + self.keep_alive
+
+    def expired(self, now: float) -> bool:
+        """Idle past its keep-alive: no lease, nothing running or queued (one snapshot)."""
+        if self.keep_alive < 0 or self.users:
+            return False
+        stats = self.engine.stats()
+        return not stats.busy and now >= max(self.last_used, stats.last_used) + self.keep_alive
 
     def touch(self, keep_alive: float | None = None) -> None:
         if keep_alive is not None:
@@ -281,9 +284,7 @@ class ModelManager:
         """Unload every idle model past its keep-alive; return their names."""
         now = time.monotonic()
         with self._lock:
-            expired = [m for m in self._loaded.values()
-                       if m.expires_at is not None and now >= m.expires_at
-                       and m.users == 0 and not m.busy]
+            expired = [m for m in self._loaded.values() if m.expired(now)]
             for model in expired:
                 del self._loaded[model.name]
         for model in expired:
