@@ -54,7 +54,10 @@ def test_concurrent_streams_each_continue_their_own_prompt(server: ServerProcess
     assert alone[0].startswith(" 6, 7, 8") and "Paris" in alone[1]
     with ThreadPoolExecutor(len(PROMPTS) * 2) as pool:
         together = list(pool.map(lambda p: stream(client, p), PROMPTS * 2))
-    assert together == alone * 2
+    # Batched float sums may round differently from a solo pass and flip a late near-tie
+    # (`--batch-invariant` exists for byte-identity); a mix-up of streams shows at once.
+    for batched, solo in zip(together, alone * 2, strict=True):
+        assert batched[:8] == solo[:8], (batched, solo)
 
 
 def test_repeated_system_prompt_hits_the_prefix_cache(server: ServerProcess) -> None:
