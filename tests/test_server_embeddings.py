@@ -65,6 +65,7 @@ def test_wrong_kind_of_model_is_a_clear_400(client: openai.OpenAI) -> None:
         client.embeddings.create(model=BUNDLED_EMBEDDING_MODEL, input=[])
 
 
+@pytest.mark.slow  # converts/starts torch in a subprocess: tens of seconds
 def test_import_of_a_hugging_face_directory(deskai_home: Path) -> None:
     done = subprocess.run([*deskai_command(), "import", str(minilm.get_model_path()), "minilm"],
                           capture_output=True, text=True, timeout=300,

@@ -141,6 +141,7 @@ def data(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.slow  # converts/starts torch in a subprocess: tens of seconds
 def test_cuda_on_a_machine_without_one_is_a_one_line_error(tmp_path: Path, data: Path) -> None:
     done = _tune_cli(tmp_path / "home", data, "--device", "cuda", timeout=120)
     assert done.returncode == 2
